@@ -1,0 +1,88 @@
+/*
+ * conf.h - the proxy's configuration: directive table, defaults and cross-field checks.
+ *
+ * A struct proxy_conf is immutable once loaded. Workers hold a reference to the one they
+ * started a request with (proxy_conf_ref/unref), so SIGHUP can swap in a new one while
+ * requests under the old one finish.
+ */
+#ifndef S3TEE_PROXY_CONF_H
+#define S3TEE_PROXY_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "signing/creds.h"
+
+struct proxy_listen {
+    char *host;  /* numeric address or name, e.g. "127.0.0.1" or "::" (owned) */
+    char *port;  /* service, e.g. "8001" (owned) */
+    int tls;     /* 1 for "listen_tls": TLS with ALPN h2/http/1.1 */
+};
+
+struct proxy_bucket_rule {
+    char *bucket;      /* bucket name, or "*" for the default rule (owned) */
+    int public_read;   /* anonymous GET/HEAD allowed */
+};
+
+struct proxy_conf {
+    int refs;                       /* atomic reference count; see proxy_conf_ref() */
+    char *path;                     /* file this was loaded from (owned) */
+
+    /* front end */
+    struct proxy_listen *listens;   /* "listen" / "listen_tls", repeatable (owned array) */
+    size_t nlistens;
+    char *tls_certificate;          /* PEM chain for listen_tls (owned; NULL = none) */
+    char *tls_certificate_key;      /* PEM key for listen_tls (owned) */
+    int workers;                    /* worker threads; 0 = one per core */
+    int max_connections;            /* per process; further accepts wait */
+    int64_t max_header_bytes;       /* whole request head, request line included */
+    int max_header_count;           /* header lines per request */
+    int64_t max_request_line;       /* request line (method, target, version) */
+    int64_t client_header_timeout_ms; /* first byte to end of head */
+    int64_t client_body_timeout_ms;   /* longest gap between body reads */
+    int64_t client_idle_timeout_ms;   /* keep-alive wait for the next request */
+    int64_t client_send_timeout_ms;   /* longest gap between response writes */
+    int64_t max_inflight_body;      /* per-request bytes buffered between client and store */
+    int h2_max_concurrent_streams;  /* SETTINGS_MAX_CONCURRENT_STREAMS */
+
+    /* S3 */
+    char *region;                   /* region clients sign for, e.g. "us-east-1" */
+    char **virtual_host_domains;    /* "virtual_host_domain", repeatable (owned) */
+    size_t nvirtual_host_domains;
+    int64_t max_clock_skew_ms;      /* "max_clock_skew", default 15m */
+    char *credentials_file;         /* client and store keys, see signing/creds.h */
+    struct creds *creds;            /* loaded from credentials_file (owned) */
+    struct proxy_bucket_rule *buckets; /* "public_read_bucket" and later per-bucket rules */
+    size_t nbuckets;
+
+    /* upstream: the local S3 store */
+    char *upstream;                 /* base URL "http://127.0.0.1:8000" (owned) */
+    char *upstream_region;          /* region to sign for at the store (default: region) */
+    char *upstream_ca_file;         /* CA bundle for https upstreams (NULL = system) */
+    int upstream_tls_verify;        /* 1 unless "upstream_tls_verify off" */
+    int64_t upstream_connect_timeout_ms;
+    int64_t upstream_first_byte_timeout_ms; /* request fully sent to response head */
+    int64_t upstream_io_timeout_ms;        /* longest stall in either direction */
+    int upstream_max_connections;   /* per worker, kept alive between requests */
+
+    /* logs */
+    char *access_log;               /* path, "stderr" or "off" */
+    char *error_log;                /* path or "stderr" */
+    char *log_level;                /* error|warn|info|debug */
+    char *pid_file;                 /* NULL = none */
+};
+
+/*
+ * proxy_conf_load - read, parse and validate PATH.
+ * Returns a conf with refs = 1 (release with proxy_conf_unref), or NULL with a message in ERR
+ * of the form "proxy.conf:12: upstream_connect_timeout: expected a duration like 5s or 250ms,
+ * got 'soon'". Also loads the credentials file (its errors name that file and line).
+ */
+struct proxy_conf *proxy_conf_load(const char *path, char *err, size_t errlen);
+struct proxy_conf *proxy_conf_ref(struct proxy_conf *cf);
+void proxy_conf_unref(struct proxy_conf *cf);
+/* Rule for BUCKET (exact name), else the "*" rule, else NULL. */
+const struct proxy_bucket_rule *proxy_conf_bucket(const struct proxy_conf *cf, const char *bucket,
+                                                  size_t len);
+
+#endif
