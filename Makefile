@@ -88,7 +88,7 @@ TEST_LIBS_replicator := $(LIB_queue) $(LIB_signing) $(LIB_common)
 .SECONDEXPANSION:
 $(BUILD)/tests/unit/%: tests/unit/%.c tests/unit/test.h $$(TEST_LIBS_$$(firstword $$(subst /, ,$$*)))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(TEST_LIBS_$(firstword $(subst /, ,$*))) $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CFLAGS) -MMD -MP -MF $@.d -Itests/unit -o $@ $< $(TEST_LIBS_$(firstword $(subst /, ,$*))) $(LDFLAGS) $(LDLIBS)
 
 unit: $(UNIT_BINS)
 	@tests/unit/run.sh $(UNIT_BINS)

@@ -1,0 +1,452 @@
+/*
+ * upstream.c - libcurl multi on a libevent loop.
+ *
+ * curl tells us which sockets to watch (sock_cb) and when to wake it (timer_cb); libevent
+ * tells curl when a socket is ready (on_socket) or the timer fired (on_timer). Finished
+ * transfers are collected in check_done() after every curl_multi_socket_action(). A
+ * transfer aborted from inside one of its own callbacks cannot be removed from the multi
+ * there, so it is marked and reaped from a deferred event (reap_ev).
+ */
+#include "proxy/upstream.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "proxy/conf.h"
+
+const char upstream_err_connect[] = "cannot connect to the store";
+const char upstream_err_timeout[] = "connecting to the store timed out";
+const char upstream_err_io[] = "connection to the store broke";
+
+struct upstream {
+    struct event_base *evb;           /* worker loop (borrowed) */
+    CURLM *multi;                     /* owns the connection pool */
+    struct event *timer;              /* curl's single timeout */
+    struct event *reap_ev;            /* removes aborted transfers outside curl callbacks */
+    TAILQ_HEAD(, upstream_xfer) live; /* transfers added to the multi */
+    TAILQ_HEAD(, upstream_xfer) dead; /* aborted, waiting for reap_ev */
+    char *base_url;                   /* "http://host:port" without trailing '/' (owned) */
+    char *ca_file;                    /* CA bundle or NULL (owned) */
+    int tls_verify;                   /* verify the store's certificate */
+    long connect_timeout_ms;          /* CURLOPT_CONNECTTIMEOUT_MS */
+};
+
+struct upstream_xfer {
+    struct upstream *u;               /* owner (borrowed) */
+    CURL *easy;                       /* owned; cleaned up in xfer_free() */
+    struct curl_slist *hdrs;          /* request headers (owned) */
+    const struct upstream_xfer_ops *ops; /* callbacks (borrowed) */
+    void *arg;                        /* callback argument (borrowed) */
+    TAILQ_ENTRY(upstream_xfer) link;  /* in u->live or u->dead */
+    int64_t start_us;                 /* when upstream_start() ran */
+    int64_t first_byte_us;            /* head received, relative to start */
+    int status;                       /* status of the head being read */
+    unsigned send_paused : 1;         /* read callback returned PAUSE */
+    unsigned recv_paused : 1;         /* write callback returned PAUSE */
+    unsigned aborted : 1;             /* upstream_abort() called; no more callbacks */
+    unsigned head_done : 1;           /* on_head() called */
+};
+
+struct sock_watch {
+    struct event *ev;                 /* read/write interest for one curl socket (owned) */
+};
+
+static int64_t
+now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void check_done(struct upstream *u);
+
+static void
+on_socket(evutil_socket_t fd, short what, void *arg)
+{
+    struct upstream *u = arg;
+    int running, mask = 0;
+
+    if (what & EV_READ) {
+        mask |= CURL_CSELECT_IN;
+    }
+    if (what & EV_WRITE) {
+        mask |= CURL_CSELECT_OUT;
+    }
+    curl_multi_socket_action(u->multi, fd, mask, &running);
+    check_done(u);
+}
+
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct upstream *u = arg;
+    int running;
+
+    (void)fd;
+    (void)what;
+    curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(u);
+}
+
+static int
+sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    struct upstream *u = userp;
+    struct sock_watch *sw = socketp;
+    short kind;
+
+    (void)easy;
+    if (what == CURL_POLL_REMOVE) {
+        if (sw != NULL) {
+            event_free(sw->ev);
+            free(sw);
+            curl_multi_assign(u->multi, s, NULL);
+        }
+        return 0;
+    }
+    kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
+    if (sw == NULL) {
+        sw = xcalloc(1, sizeof(*sw));
+        curl_multi_assign(u->multi, s, sw);
+    } else {
+        event_free(sw->ev);
+    }
+    sw->ev = event_new(u->evb, s, kind, on_socket, u);
+    event_add(sw->ev, NULL);
+    return 0;
+}
+
+static int
+timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct upstream *u = userp;
+    struct timeval tv;
+
+    (void)multi;
+    if (timeout_ms < 0) {
+        evtimer_del(u->timer);
+        return 0;
+    }
+    tv.tv_sec = timeout_ms / 1000;
+    tv.tv_usec = (timeout_ms % 1000) * 1000;
+    evtimer_add(u->timer, &tv);
+    return 0;
+}
+
+static void
+xfer_free(struct upstream_xfer *x)
+{
+    curl_multi_remove_handle(x->u->multi, x->easy);
+    curl_easy_cleanup(x->easy);
+    curl_slist_free_all(x->hdrs);
+    free(x);
+}
+
+static void
+on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    struct upstream *u = arg;
+    struct upstream_xfer *x;
+
+    (void)fd;
+    (void)what;
+    while ((x = TAILQ_FIRST(&u->dead)) != NULL) {
+        TAILQ_REMOVE(&u->dead, x, link);
+        xfer_free(x);
+    }
+}
+
+static const char *
+classify(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+        return upstream_err_connect;
+    case CURLE_OPERATION_TIMEDOUT:
+        return upstream_err_timeout;
+    default:
+        return upstream_err_io;
+    }
+}
+
+static void
+check_done(struct upstream *u)
+{
+    CURLMsg *msg;
+    int left;
+
+    while ((msg = curl_multi_info_read(u->multi, &left)) != NULL) {
+        struct upstream_xfer *x = NULL;
+        const char *err;
+
+        if (msg->msg != CURLMSG_DONE) {
+            continue;
+        }
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        if (x->aborted) {
+            continue; /* reap_ev frees it */
+        }
+        err = msg->data.result == CURLE_OK ? NULL : classify(msg->data.result);
+        if (err != NULL) {
+            log_debug("upstream", "transfer failed: %s", curl_easy_strerror(msg->data.result));
+        }
+        TAILQ_REMOVE(&u->live, x, link);
+        /* free before the callback: the req may start another transfer from on_done */
+        {
+            const struct upstream_xfer_ops *ops = x->ops;
+            void *arg = x->arg;
+
+            xfer_free(x);
+            ops->on_done(arg, err);
+        }
+    }
+}
+
+static size_t
+read_cb(char *buf, size_t size, size_t nitems, void *userp)
+{
+    struct upstream_xfer *x = userp;
+    size_t n;
+
+    if (x->aborted) {
+        return CURL_READFUNC_ABORT;
+    }
+    n = x->ops->read_body(x->arg, buf, size * nitems);
+    if (x->aborted) {
+        return CURL_READFUNC_ABORT;
+    }
+    if (n == UPSTREAM_PAUSE) {
+        x->send_paused = 1;
+        return CURL_READFUNC_PAUSE;
+    }
+    return n;
+}
+
+static size_t
+header_cb(char *buf, size_t size, size_t nitems, void *userp)
+{
+    struct upstream_xfer *x = userp;
+    size_t len = size * nitems;
+    struct slice line = slice_make(buf, len);
+    long colon;
+
+    if (x->aborted) {
+        return 0;
+    }
+    while (line.len && (line.ptr[line.len - 1] == '\n' || line.ptr[line.len - 1] == '\r')) {
+        line.len--;
+    }
+    if (slice_starts_with(line, SLICE_LIT("HTTP/"))) {
+        long sp = slice_index(line, ' ');
+
+        x->status = sp > 0 && line.len >= (size_t)sp + 4 ? atoi(line.ptr + sp + 1) : 502;
+        return len;
+    }
+    if (line.len == 0) {
+        if (x->status >= 200 && !x->head_done) {
+            x->head_done = 1;
+            x->first_byte_us = now_us() - x->start_us;
+            x->ops->on_head(x->arg, x->status);
+        }
+        return x->aborted ? 0 : len;
+    }
+    if (x->status >= 200 && (colon = slice_index(line, ':')) > 0) {
+        x->ops->on_header(x->arg, slice_make(line.ptr, (size_t)colon),
+                          slice_trim(slice_make(line.ptr + colon + 1, line.len - (size_t)colon - 1)));
+    }
+    return x->aborted ? 0 : len;
+}
+
+static size_t
+write_cb(char *buf, size_t size, size_t nitems, void *userp)
+{
+    struct upstream_xfer *x = userp;
+    size_t len = size * nitems;
+
+    if (x->aborted) {
+        return 0;
+    }
+    if (x->ops->on_body(x->arg, buf, len)) {
+        if (x->aborted) {
+            return 0;
+        }
+        x->recv_paused = 1;
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    return x->aborted ? 0 : len;
+}
+
+struct upstream *
+upstream_create(struct event_base *evb, const struct proxy_conf *cf)
+{
+    struct upstream *u = xcalloc(1, sizeof(*u));
+    size_t n;
+
+    u->evb = evb;
+    u->multi = curl_multi_init();
+    u->timer = evtimer_new(evb, on_timer, u);
+    u->reap_ev = event_new(evb, -1, 0, on_reap, u);
+    TAILQ_INIT(&u->live);
+    TAILQ_INIT(&u->dead);
+    u->base_url = xstrdup(cf->upstream);
+    n = strlen(u->base_url);
+    while (n && u->base_url[n - 1] == '/') {
+        u->base_url[--n] = '\0';
+    }
+    u->ca_file = cf->upstream_ca_file ? xstrdup(cf->upstream_ca_file) : NULL;
+    u->tls_verify = cf->upstream_tls_verify;
+    u->connect_timeout_ms = (long)cf->upstream_connect_timeout_ms;
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, (long)cf->upstream_max_connections);
+    return u;
+}
+
+void
+upstream_destroy(struct upstream *u)
+{
+    struct upstream_xfer *x;
+
+    if (u == NULL) {
+        return;
+    }
+    while ((x = TAILQ_FIRST(&u->live)) != NULL) {
+        TAILQ_REMOVE(&u->live, x, link);
+        xfer_free(x);
+    }
+    on_reap(-1, 0, u);
+    curl_multi_cleanup(u->multi);
+    event_free(u->timer);
+    event_free(u->reap_ev);
+    free(u->base_url);
+    free(u->ca_file);
+    free(u);
+}
+
+struct upstream_xfer *
+upstream_start(struct upstream *u, const struct upstream_xfer_args *a,
+               const struct upstream_xfer_ops *ops, void *arg)
+{
+    struct upstream_xfer *x = xcalloc(1, sizeof(*x));
+    size_t ulen = strlen(u->base_url) + strlen(a->path_query) + 1;
+    char *url = xmalloc(ulen);
+    size_t i;
+    CURL *e;
+
+    snprintf(url, ulen, "%s%s", u->base_url, a->path_query);
+    x->u = u;
+    x->ops = ops;
+    x->arg = arg;
+    x->start_us = now_us();
+    x->easy = e = curl_easy_init();
+    if (e == NULL) {
+        free(url);
+        free(x);
+        return NULL;
+    }
+    for (i = 0; a->headers[i] != NULL; i++) {
+        x->hdrs = curl_slist_append(x->hdrs, a->headers[i]);
+    }
+    /* curl's own defaults would be unsigned extra headers, and Expect would add a round trip */
+    x->hdrs = curl_slist_append(x->hdrs, "Expect:");
+    x->hdrs = curl_slist_append(x->hdrs, "Accept:");
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    free(url);
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, u->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
+    curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 256L * 1024);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, u->tls_verify ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, u->tls_verify ? 2L : 0L);
+    if (u->ca_file != NULL) {
+        curl_easy_setopt(e, CURLOPT_CAINFO, u->ca_file);
+    }
+    if (strcmp(a->method, "HEAD") == 0) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else if (strcmp(a->method, "GET") != 0 || a->body_length >= 0) {
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, a->method);
+    }
+    if (a->body_length >= 0) {
+        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)a->body_length);
+        curl_easy_setopt(e, CURLOPT_READFUNCTION, read_cb);
+        curl_easy_setopt(e, CURLOPT_READDATA, x);
+    }
+    TAILQ_INSERT_TAIL(&u->live, x, link);
+    if (curl_multi_add_handle(u->multi, e) != CURLM_OK) {
+        TAILQ_REMOVE(&u->live, x, link);
+        curl_easy_cleanup(e);
+        curl_slist_free_all(x->hdrs);
+        free(x);
+        return NULL;
+    }
+    return x;
+}
+
+static void
+apply_pause(struct upstream_xfer *x)
+{
+    int mask = (x->send_paused ? CURLPAUSE_SEND : 0) | (x->recv_paused ? CURLPAUSE_RECV : 0);
+
+    /* may call read/write callbacks right away; they see the flags already cleared */
+    curl_easy_pause(x->easy, mask);
+}
+
+void
+upstream_resume_body(struct upstream_xfer *x)
+{
+    if (x->aborted || !x->send_paused) {
+        return;
+    }
+    x->send_paused = 0;
+    apply_pause(x);
+}
+
+void
+upstream_resume_response(struct upstream_xfer *x)
+{
+    if (x->aborted || !x->recv_paused) {
+        return;
+    }
+    x->recv_paused = 0;
+    apply_pause(x);
+}
+
+void
+upstream_abort(struct upstream_xfer *x)
+{
+    if (x->aborted) {
+        return;
+    }
+    x->aborted = 1;
+    TAILQ_REMOVE(&x->u->live, x, link);
+    TAILQ_INSERT_TAIL(&x->u->dead, x, link);
+    event_active(x->u->reap_ev, 0, 0);
+}
+
+int64_t
+upstream_first_byte_us(const struct upstream_xfer *x)
+{
+    return x->first_byte_us;
+}

@@ -1,0 +1,70 @@
+/*
+ * upstream.h - HTTP transfers to the local S3 store over libcurl's multi interface, driven
+ * by the worker's libevent loop. One struct upstream per worker holds the keep-alive
+ * connection pool; one struct upstream_xfer per request streams a body up and a response
+ * down, with back-pressure both ways (CURL_READFUNC_PAUSE / CURL_WRITEFUNC_PAUSE).
+ *
+ * Why libcurl: it gives a tested keep-alive pool, TLS with certificate verification and
+ * chunked/Content-Length response decoding, and its pause API maps onto our flow control.
+ * Aborting a transfer closes its connection mid-body, which is how the proxy makes the store
+ * discard an upload (a store never commits a body shorter than its Content-Length).
+ */
+#ifndef S3TEE_PROXY_UPSTREAM_H
+#define S3TEE_PROXY_UPSTREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/slice.h"
+
+struct event_base;
+struct proxy_conf;
+struct upstream;
+struct upstream_xfer;
+
+/* read_body return value: nothing available now; call upstream_resume_body() later. */
+#define UPSTREAM_PAUSE ((size_t)-1)
+
+struct upstream_xfer_ops {
+    /* Up to MAX request-body bytes into BUF: n > 0, 0 at the end, or UPSTREAM_PAUSE. */
+    size_t (*read_body)(void *arg, char *buf, size_t max);
+    /* One response header (status line excluded; slices valid for the call only). */
+    void (*on_header)(void *arg, struct slice name, struct slice value);
+    /* The final (non-1xx) response head is complete. */
+    void (*on_head)(void *arg, int status);
+    /* Response body bytes; return 1 to pause (the same bytes come again after
+     * upstream_resume_response()), 0 when taken. */
+    int (*on_body)(void *arg, const char *data, size_t len);
+    /* Exactly once, unless the caller aborted: ERRSTR NULL on success, else one of the
+     * upstream_err_* sentinels (compare by address). */
+    void (*on_done)(void *arg, const char *errstr);
+};
+
+extern const char upstream_err_connect[];    /* could not connect / TLS failed */
+extern const char upstream_err_timeout[];    /* connect timed out */
+extern const char upstream_err_io[];         /* connection broke mid-transfer */
+
+struct upstream_xfer_args {
+    const char *method;        /* "PUT" */
+    const char *path_query;    /* "/bucket/key?x=y", already encoded */
+    const char *const *headers;/* "Name: value" strings, NULL-terminated; copied */
+    int64_t body_length;       /* -1: no request body; else exact Content-Length */
+};
+
+struct upstream *upstream_create(struct event_base *evb, const struct proxy_conf *cf);
+/* Cancels every transfer still running (no on_done) and frees the pool. */
+void upstream_destroy(struct upstream *u);
+/* Starts a transfer; NULL only if libcurl refused the handle. ARG is passed to OPS. */
+struct upstream_xfer *upstream_start(struct upstream *u, const struct upstream_xfer_args *a,
+                                     const struct upstream_xfer_ops *ops, void *arg);
+/* More request body is available (after read_body returned UPSTREAM_PAUSE). */
+void upstream_resume_body(struct upstream_xfer *x);
+/* The client drained: deliver response bytes again (after on_body returned 1). */
+void upstream_resume_response(struct upstream_xfer *x);
+/* Cancels X: no callback is made after this returns; its connection is closed, never
+ * reused, so a partial body is never committed. Safe from inside X's callbacks. */
+void upstream_abort(struct upstream_xfer *x);
+/* Microseconds from start until the response head arrived (0 if not yet). */
+int64_t upstream_first_byte_us(const struct upstream_xfer *x);
+
+#endif
