@@ -71,6 +71,11 @@ _Static_assert(H2_OUT_HIGH + 16384 + 9 < H2_STREAM_LOW, "socket share must stay 
 #define H2_DRAIN_GRACE_MS 1000
 /* iovecs looked at per evbuffer_peek() when feeding nghttp2. */
 #define H2_NVEC 16
+/* A response that ends before the request body: if at most this much body is still to come
+ * (by content-length) it is read and dropped, so clients that treat an early RST_STREAM as an
+ * error (curl 7.88) still see the answer; beyond it, or with no content-length, the upload
+ * is stopped with RST_STREAM(NO_ERROR). Same bound as h1's H1_DISCARD_LIMIT. */
+#define H2_DISCARD_LIMIT (1024 * 1024)
 
 struct h2_conn;
 
@@ -111,6 +116,10 @@ struct h2_stream {
     struct http_header *hdrs;            /* regular fields as slices into head.buf (owned) */
     struct evbuffer *out;                /* response body waiting for DATA frames (owned) */
     size_t unconsumed;                   /* bytes given to req_body() not yet credited back */
+    int64_t content_length;              /* request content-length, -1 when absent */
+    int64_t received;                    /* request DATA payload bytes so far */
+    struct event *discard_timer;         /* client_body_timeout while dropping the rest of the
+                                            body after the response (owned; NULL until used) */
     struct h2_nvbuf held;                /* body-less response waiting for send_end (owned) */
     TAILQ_ENTRY(h2_stream) link;         /* in h->streams */
     TAILQ_ENTRY(h2_stream) blocked_link; /* in h->blocked while blocked */
@@ -298,6 +307,7 @@ stream_new(struct h2_conn *h, int32_t id)
 
     s->h = h;
     s->id = id;
+    s->content_length = -1;
     s->out = evbuffer_new();
     if (s->out == NULL) {
         abort(); /* allocation policy: small fixed-size allocations abort on OOM */
@@ -330,6 +340,9 @@ stream_free(struct h2_stream *s)
     xfree(&s->hdrs);
     nvbuf_free(&s->held);
     evbuffer_free(s->out);
+    if (s->discard_timer != NULL) {
+        event_free(s->discard_timer);
+    }
     free(s);
     if (h->nstreams == 0) {
         arm_idle(h);
@@ -768,6 +781,7 @@ start_request(struct h2_stream *s, int end_stream)
     a.hdrs = s->hdrs;
     a.nhdrs = k;
     a.content_length = cl >= 0 ? (int64_t)n : -1;
+    s->content_length = a.content_length;
     a.has_body = !end_stream;
     a.expect_continue = 0;
     a.proto = "HTTP/2";
@@ -892,6 +906,9 @@ cb_data_chunk(nghttp2_session *ngh, uint8_t flags, int32_t id, const uint8_t *da
     struct h2_stream *s = stream_get(h, id);
 
     (void)flags;
+    if (s != NULL) {
+        s->received += (int64_t)len;
+    }
     if (s == NULL || s->req == NULL) {
         /* nobody will report these consumed: credit them now so the connection window
          * does not shrink for good */
@@ -903,6 +920,37 @@ cb_data_chunk(nghttp2_session *ngh, uint8_t flags, int32_t id, const uint8_t *da
     s->unconsumed += len;
     req_body(s->req, (const char *)data, len);
     return 0;
+}
+
+static void
+on_discard_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct h2_stream *s = arg;
+
+    (void)fd;
+    (void)what;
+    if (!s->h->dead && !s->reset_by_us) {
+        reset_stream(s, NGHTTP2_NO_ERROR); /* the client stopped sending: give up the slot */
+    }
+}
+
+/* Our END_STREAM went out while the client is still sending its body. RFC 9113 8.1 lets us
+ * stop the upload with RST_STREAM(NO_ERROR); a short rest is drained instead (see
+ * H2_DISCARD_LIMIT), bounded in time by client_body_timeout. DATA is credited on arrival. */
+static void
+response_done_early(struct h2_stream *s)
+{
+    int64_t ms = s->h->c->w->cf->client_body_timeout_ms;
+    struct timeval tv = ms_to_tv(ms > 0 ? ms : 60000);
+
+    if (s->content_length < 0 || s->content_length - s->received > H2_DISCARD_LIMIT) {
+        reset_stream(s, NGHTTP2_NO_ERROR);
+        return;
+    }
+    if (s->discard_timer == NULL) {
+        s->discard_timer = evtimer_new(s->h->c->w->evb, on_discard_timeout, s);
+    }
+    evtimer_add(s->discard_timer, &tv);
 }
 
 static int
@@ -920,11 +968,9 @@ cb_frame_send(nghttp2_session *ngh, const nghttp2_frame *frame, void *arg)
         break;
     case NGHTTP2_DATA:
     case NGHTTP2_HEADERS:
-        /* response complete while the client is still sending: RFC 9113 8.1 lets us stop
-         * the upload with RST_STREAM(NO_ERROR) */
         if (s != NULL && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !s->remote_ended &&
             !s->reset_by_us) {
-            reset_stream(s, NGHTTP2_NO_ERROR);
+            response_done_early(s);
         }
         break;
     default:

@@ -732,9 +732,11 @@ test_early_response(struct event_base *evb)
 {
     struct proxy_conf cf;
     struct client cl;
-    struct cstream *cs, *e;
+    struct cstream *cs, *e, *short_rest, *stalled;
+    nghttp2_nv cl_hdr[] = {NV("content-length", "300000")};
 
     default_conf(&cf);
+    cf.client_body_timeout_ms = 200;
     client_open(&cl, evb, &cf);
     cs = request(&cl, "PUT", "/early", "h", 200000, 0, NULL, 0);
     ok(run_until(&cl, is_closed, cs, 2000), "early answer closes the stream");
@@ -742,9 +744,22 @@ test_early_response(struct event_base *evb)
     ok(cs->close_code == NGHTTP2_NO_ERROR, "reset with NO_ERROR (code %u)", cs->close_code);
     e = request(&cl, "PUT", "/echo", "h", 1500000, 1, NULL, 0);
     ok(run_until(&cl, is_closed, e, 3000) && e->status == 200, "connection still usable");
+    /* a short rest announced by content-length is drained, not reset (curl 7.88 friendly) */
+    short_rest = request(&cl, "PUT", "/early", "h", 300000, 1, cl_hdr, 1);
+    ok(run_until(&cl, is_closed, short_rest, 2000) && short_rest->status == 403 &&
+           short_rest->close_code == NGHTTP2_NO_ERROR &&
+           evbuffer_get_length(short_rest->upload) == 0,
+       "short rest drained: upload completed, clean close");
+    /* ... but a client that stops sending is reset after client_body_timeout */
+    stalled = request(&cl, "PUT", "/early", "h", 100000, 0, cl_hdr, 1);
+    ok(run_until(&cl, is_closed, stalled, 2000) && stalled->status == 403 &&
+           stalled->close_code == NGHTTP2_NO_ERROR,
+       "stalled rest reset with NO_ERROR");
     check_contract("early");
     cs_free(cs);
     cs_free(e);
+    cs_free(short_rest);
+    cs_free(stalled);
     client_close(&cl);
     fakes_reset();
 }
