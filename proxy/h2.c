@@ -20,6 +20,11 @@
  * Responses: frames are pulled from nghttp2 only while the socket buffer is below
  * H2_OUT_HIGH; the write callback pulls more. Nothing is sent from inside a req callback:
  * the ops queue frames in nghttp2 and schedule pump_ev, which sends from a fresh loop turn.
+ *
+ * Timers: client_idle_timeout (no stream: GOAWAY), client_header_timeout (one unfinished
+ * header block: GOAWAY), client_body_timeout per stream (no DATA while our window is open:
+ * RST_STREAM), client_send_timeout (bufferevent write timeout: close). Abuse limits: see
+ * H2_RESETS_PER_*, H2_MAX_OUTBOUND_ACK and the header limits in cb_header().
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -118,8 +123,9 @@ struct h2_stream {
     size_t unconsumed;                   /* bytes given to req_body() not yet credited back */
     int64_t content_length;              /* request content-length, -1 when absent */
     int64_t received;                    /* request DATA payload bytes so far */
-    struct event *discard_timer;         /* client_body_timeout while dropping the rest of the
-                                            body after the response (owned; NULL until used) */
+    struct event *body_timer;            /* client_body_timeout: while the req waits for body
+                                            (paused while our window is shut), then while
+                                            dropping a rest (owned; NULL until used) */
     struct h2_nvbuf held;                /* body-less response waiting for send_end (owned) */
     TAILQ_ENTRY(h2_stream) link;         /* in h->streams */
     TAILQ_ENTRY(h2_stream) blocked_link; /* in h->blocked while blocked */
@@ -246,6 +252,29 @@ unblock(struct h2_stream *s)
     }
 }
 
+static void on_body_timeout(evutil_socket_t fd, short what, void *arg);
+
+/* (Re)starts the client_body_timeout clock of S. */
+static void
+body_timer_arm(struct h2_stream *s)
+{
+    int64_t ms = s->h->c->w->cf->client_body_timeout_ms;
+    struct timeval tv = ms_to_tv(ms > 0 ? ms : 60000);
+
+    if (s->body_timer == NULL) {
+        s->body_timer = evtimer_new(s->h->c->w->evb, on_body_timeout, s);
+    }
+    evtimer_add(s->body_timer, &tv);
+}
+
+static void
+body_timer_stop(struct h2_stream *s)
+{
+    if (s->body_timer != NULL) {
+        evtimer_del(s->body_timer);
+    }
+}
+
 /* The req let go (send_end / abort): it will not call consumed() again, so whatever it
  * still holds uncredited is credited now, and later DATA is credited on arrival. */
 static void
@@ -253,8 +282,51 @@ release_req(struct h2_stream *s)
 {
     s->req = NULL;
     unblock(s);
+    body_timer_stop(s);
     credit(s, s->unconsumed);
     s->unconsumed = 0;
+}
+
+/* May the client send DATA on S right now, as far as our windows go? */
+static int
+client_can_send(struct h2_stream *s)
+{
+    nghttp2_session *ngh = s->h->ngh;
+    int32_t st = nghttp2_session_get_stream_effective_local_window_size(ngh, s->id) -
+                 nghttp2_session_get_stream_effective_recv_data_length(ngh, s->id);
+    int32_t co = nghttp2_session_get_effective_local_window_size(ngh) -
+                 nghttp2_session_get_effective_recv_data_length(ngh);
+
+    return st > 0 && co > 0;
+}
+
+/* No request body for client_body_timeout. Like h1 closing the connection, the stream is
+ * reset and the req told the client is gone; time the store held our window shut does not
+ * count. While dropping a rest after the response, the stream is just reset. */
+static void
+on_body_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct h2_stream *s = arg;
+    struct req *r = s->req;
+
+    (void)fd;
+    (void)what;
+    if (s->h->dead || s->reset_by_us || s->remote_ended) {
+        return;
+    }
+    if (r == NULL) {
+        reset_stream(s, NGHTTP2_NO_ERROR);
+        return;
+    }
+    if (!client_can_send(s)) {
+        body_timer_arm(s);
+        return;
+    }
+    log_info("h2", "%s: stream %d sent no request body for client_body_timeout; reset",
+             s->h->c->peer, s->id);
+    release_req(s);
+    req_client_gone(r);
+    reset_stream(s, NGHTTP2_CANCEL);
 }
 
 /* Bytes of this stream's response not yet on the wire (its DATA queue plus the socket). */
@@ -340,8 +412,8 @@ stream_free(struct h2_stream *s)
     xfree(&s->hdrs);
     nvbuf_free(&s->held);
     evbuffer_free(s->out);
-    if (s->discard_timer != NULL) {
-        event_free(s->discard_timer);
+    if (s->body_timer != NULL) {
+        event_free(s->body_timer);
     }
     free(s);
     if (h->nstreams == 0) {
@@ -582,6 +654,9 @@ op_consumed(void *fe, size_t n)
     }
     s->unconsumed -= n;
     credit(s, n);
+    if (n > 0 && !s->remote_ended) {
+        body_timer_arm(s); /* the window opens again: the client gets a full period */
+    }
 }
 
 static void
@@ -788,12 +863,16 @@ start_request(struct h2_stream *s, int end_stream)
     a.client_addr = s->h->c->peer;
     s->req = req_create(s->h->c->w, &stream_ops, s);
     req_start(s->req, &a); /* may answer (and release us) before it returns */
+    if (s->req != NULL && a.has_body) {
+        body_timer_arm(s);
+    }
 }
 
 /* The client finished its request body (DATA or trailers with END_STREAM). */
 static void
 body_end(struct h2_stream *s)
 {
+    body_timer_stop(s);
     if (s->req != NULL) {
         req_body_end(s->req);
     }
@@ -918,39 +997,22 @@ cb_data_chunk(nghttp2_session *ngh, uint8_t flags, int32_t id, const uint8_t *da
         return 0;
     }
     s->unconsumed += len;
+    body_timer_arm(s);
     req_body(s->req, (const char *)data, len);
     return 0;
 }
 
-static void
-on_discard_timeout(evutil_socket_t fd, short what, void *arg)
-{
-    struct h2_stream *s = arg;
-
-    (void)fd;
-    (void)what;
-    if (!s->h->dead && !s->reset_by_us) {
-        reset_stream(s, NGHTTP2_NO_ERROR); /* the client stopped sending: give up the slot */
-    }
-}
-
 /* Our END_STREAM went out while the client is still sending its body. RFC 9113 8.1 lets us
  * stop the upload with RST_STREAM(NO_ERROR); a short rest is drained instead (see
- * H2_DISCARD_LIMIT), bounded in time by client_body_timeout. DATA is credited on arrival. */
+ * H2_DISCARD_LIMIT) within one client_body_timeout. DATA is credited on arrival. */
 static void
 response_done_early(struct h2_stream *s)
 {
-    int64_t ms = s->h->c->w->cf->client_body_timeout_ms;
-    struct timeval tv = ms_to_tv(ms > 0 ? ms : 60000);
-
     if (s->content_length < 0 || s->content_length - s->received > H2_DISCARD_LIMIT) {
         reset_stream(s, NGHTTP2_NO_ERROR);
         return;
     }
-    if (s->discard_timer == NULL) {
-        s->discard_timer = evtimer_new(s->h->c->w->evb, on_discard_timeout, s);
-    }
-    evtimer_add(s->discard_timer, &tv);
+    body_timer_arm(s);
 }
 
 static int

@@ -683,17 +683,19 @@ test_flow_control(struct event_base *evb)
 {
     struct proxy_conf cf;
     struct client cl;
-    struct cstream *cs, *e;
+    struct cstream *cs, *e, *slow;
     struct req *r;
     size_t want = 1024 * 1024, total = 3 * 1024 * 1024;
 
     default_conf(&cf);
+    cf.client_body_timeout_ms = 200;
     client_open(&cl, evb, &cf);
     cs = request(&cl, "PUT", "/hold", "h", (long)total, 1, NULL, 0);
     ok(run_until(&cl, last_fake_has_bytes, &want, 3000), "one stream window arrives");
-    run_until(&cl, NULL, NULL, 100);
+    run_until(&cl, NULL, NULL, 500); /* longer than client_body_timeout: the store's fault */
     r = fakes[0];
     ok(r->body_len == want, "no more than the stream window without consumed(): %zu", r->body_len);
+    ok(r->gone == 0 && !cs->closed, "shut window does not count as a slow client");
     r->ops->consumed(r->fe, r->uncredited);
     r->uncredited = 0;
     want = total;
@@ -719,9 +721,15 @@ test_flow_control(struct event_base *evb)
     ok(run_until(&cl, is_closed, e, 3000) && e->status == 200 &&
            evbuffer_get_length(e->body) == 2 * 1024 * 1024,
        "next upload unaffected");
+    /* a client that stops sending with the window open is reset, its req told */
+    slow = request(&cl, "PUT", "/hold", "h", 1000, 0, NULL, 0);
+    ok(run_until(&cl, is_closed, slow, 2000) && slow->close_code == NGHTTP2_CANCEL,
+       "stalled upload reset after client_body_timeout");
+    ok(fakes[nfakes - 1]->gone == 1, "its req told the client is gone");
     check_contract("flow control");
     cs_free(cs);
     cs_free(e);
+    cs_free(slow);
     client_close(&cl);
     fakes_reset();
 }
