@@ -37,8 +37,8 @@ void conn_close(struct conn *c);
 /* Asks the connection to finish its current work and close (SIGTERM drain). */
 void conn_drain(struct conn *c);
 
-/* Protocol modules. Each takes over C->bev's callbacks; bytes already read stay in its
- * input buffer and are parsed first. */
+/* Protocol modules. Each takes over C->bev's callbacks, sets C->proto, and parses the
+ * bytes already in the input buffer first. The *_free functions accept NULL. */
 int h1_conn_start(struct conn *c);
 void h1_conn_free(struct h1_conn *h);
 void h1_conn_drain(struct conn *c);

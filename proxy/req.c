@@ -583,10 +583,14 @@ setup_body(struct req *r, const struct auth_out *ao, int signed_request)
             fail(r, S3ERR_MISSING_CONTENT_LENGTH, NULL);
             return -1;
         }
-        r->up_length = r->content_length;
-        if (r->up_length < 0 &&
-            (slice_eq(r->method, SLICE_LIT("PUT")) || slice_eq(r->method, SLICE_LIT("POST")))) {
-            r->up_length = 0;
+        /* a "Content-Length: 0" on GET/HEAD/DELETE is not a body: sending one would make
+         * curl turn the request into an upload */
+        int takes_body =
+            slice_eq(r->method, SLICE_LIT("PUT")) || slice_eq(r->method, SLICE_LIT("POST"));
+
+        r->up_length = -1;
+        if (r->has_body || takes_body) {
+            r->up_length = r->content_length > 0 ? r->content_length : 0;
         }
     }
     if (r->mode == BODY_HEX) {
@@ -852,9 +856,11 @@ req_start(struct req *r, const struct req_start_args *a)
         r->hdrs[i].value = pool_slice_dup(&r->pool, a->hdrs[i].value);
     }
     r->nhdrs = a->nhdrs;
-    r->resource = pool_strndup(&r->pool, a->target.ptr, strcspn(a->target.ptr, "?") < a->target.len
-                                                             ? strcspn(a->target.ptr, "?")
-                                                             : a->target.len);
+    {
+        long q = slice_index(a->target, '?');
+
+        r->resource = pool_strndup(&r->pool, a->target.ptr, q >= 0 ? (size_t)q : a->target.len);
+    }
     if (s3addr_parse(&r->pool, r->method, pool_slice_dup(&r->pool, a->target),
                      pool_slice_dup(&r->pool, a->authority), r->cf->virtual_host_domains,
                      r->cf->nvirtual_host_domains,

@@ -14,7 +14,10 @@
  *   req_client_gone()      at most once   send_end() or abort()   exactly once, last call
  *
  * After the req calls send_end() or abort(), or after the front end calls req_client_gone(),
- * the two never call each other again. The req frees itself once the store transfer is also
+ * the two never call each other again. With has_body == 0 the front end calls neither
+ * req_body() nor req_body_end(). Everything in struct req_start_args is copied. The front
+ * end owns the client-side timeouts (header, body, send); the req owns the store's. The
+ * CONTENT_LENGTH argument of send_head() is authoritative: headers never carry it. The req frees itself once the store transfer is also
  * finished; the front end must not touch the req pointer after either of those events.
  */
 #ifndef S3TEE_PROXY_REQ_H

@@ -387,7 +387,7 @@ upstream_start(struct upstream *u, const struct upstream_xfer_args *a,
     } else if (strcmp(a->method, "GET") != 0 || a->body_length >= 0) {
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, a->method);
     }
-    if (a->body_length >= 0) {
+    if (a->body_length >= 0 && strcmp(a->method, "HEAD") != 0) {
         curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)a->body_length);
         curl_easy_setopt(e, CURLOPT_READFUNCTION, read_cb);
