@@ -34,7 +34,7 @@
 #include "proxy/accesslog.h"
 #include "proxy/s3addr.h"
 #include "proxy/s3err.h"
-#include "proxy/upstream.h"
+#include "common/upstream.h"
 #include "proxy/worker.h"
 #include "signing/auth.h"
 #include "signing/checksum.h"

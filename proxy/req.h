@@ -3,7 +3,7 @@
  *
  * A front end (h1.c for HTTP/1.1, h2.c for one HTTP/2 stream) parses the request head, then
  * hands the request to req_start(); it feeds body bytes with req_body() and req_body_end().
- * The req authenticates, streams the body to the store (proxy/upstream.c) and answers through
+ * The req authenticates, streams the body to the store (common/upstream.c) and answers through
  * the front end's ops. Contract, both directions:
  *
  *   front end -> req                      req -> front end (struct req_fe_ops)

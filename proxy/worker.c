@@ -17,7 +17,7 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "proxy/conn.h"
-#include "proxy/upstream.h"
+#include "common/upstream.h"
 
 #define DRAIN_TIMEOUT_S 30
 
@@ -209,7 +209,17 @@ worker_init(struct worker *w, struct server *srv, int id, char *err, size_t errl
             return -1;
         }
     }
-    w->up = upstream_create(w->evb, w->cf);
+    {
+        struct upstream_opts uo = {
+            .base_url = w->cf->upstream,
+            .ca_file = w->cf->upstream_ca_file,
+            .tls_verify = w->cf->upstream_tls_verify,
+            .connect_timeout_ms = w->cf->upstream_connect_timeout_ms,
+            .max_connections = w->cf->upstream_max_connections,
+        };
+
+        w->up = upstream_create(w->evb, &uo);
+    }
     w->reload_ev = event_new(w->evb, -1, 0, on_reload, w);
     w->stop_ev = event_new(w->evb, -1, 0, on_stop, w);
     return 0;

@@ -1,5 +1,5 @@
 /*
- * upstream.h - HTTP transfers to the local S3 store over libcurl's multi interface, driven
+ * upstream.h - HTTP transfers to an S3 endpoint (the local store, a peer site) over libcurl's multi interface, driven
  * by the worker's libevent loop. One struct upstream per worker holds the keep-alive
  * connection pool; one struct upstream_xfer per request streams a body up and a response
  * down, with back-pressure both ways (CURL_READFUNC_PAUSE / CURL_WRITEFUNC_PAUSE).
@@ -9,8 +9,8 @@
  * Aborting a transfer closes its connection mid-body, which is how the proxy makes the store
  * discard an upload (a store never commits a body shorter than its Content-Length).
  */
-#ifndef S3TEE_PROXY_UPSTREAM_H
-#define S3TEE_PROXY_UPSTREAM_H
+#ifndef S3TEE_COMMON_UPSTREAM_H
+#define S3TEE_COMMON_UPSTREAM_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -18,7 +18,6 @@
 #include "common/slice.h"
 
 struct event_base;
-struct proxy_conf;
 struct upstream;
 struct upstream_xfer;
 
@@ -51,7 +50,15 @@ struct upstream_xfer_args {
     int64_t body_length;       /* -1: no request body; else exact Content-Length */
 };
 
-struct upstream *upstream_create(struct event_base *evb, const struct proxy_conf *cf);
+struct upstream_opts {
+    const char *base_url;        /* "http://host:port" (copied); paths are appended */
+    const char *ca_file;         /* CA bundle for https, NULL = system default (copied) */
+    int tls_verify;              /* verify the server certificate and name */
+    int64_t connect_timeout_ms;  /* per connection attempt */
+    int max_connections;         /* kept-alive connections in the pool */
+};
+
+struct upstream *upstream_create(struct event_base *evb, const struct upstream_opts *o);
 /* Cancels every transfer still running (no on_done) and frees the pool. */
 void upstream_destroy(struct upstream *u);
 /* Starts a transfer; NULL only if libcurl refused the handle. ARG is passed to OPS. */

@@ -7,7 +7,7 @@
  * transfer aborted from inside one of its own callbacks cannot be removed from the multi
  * there, so it is marked and reaped from a deferred event (reap_ev).
  */
-#include "proxy/upstream.h"
+#include "common/upstream.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +18,6 @@
 
 #include "common/log.h"
 #include "common/xalloc.h"
-#include "proxy/conf.h"
 
 const char upstream_err_connect[] = "cannot connect to the store";
 const char upstream_err_timeout[] = "connecting to the store timed out";
@@ -288,7 +287,7 @@ write_cb(char *buf, size_t size, size_t nitems, void *userp)
 }
 
 struct upstream *
-upstream_create(struct event_base *evb, const struct proxy_conf *cf)
+upstream_create(struct event_base *evb, const struct upstream_opts *o)
 {
     struct upstream *u = xcalloc(1, sizeof(*u));
     size_t n;
@@ -299,19 +298,19 @@ upstream_create(struct event_base *evb, const struct proxy_conf *cf)
     u->reap_ev = event_new(evb, -1, 0, on_reap, u);
     TAILQ_INIT(&u->live);
     TAILQ_INIT(&u->dead);
-    u->base_url = xstrdup(cf->upstream);
+    u->base_url = xstrdup(o->base_url);
     n = strlen(u->base_url);
     while (n && u->base_url[n - 1] == '/') {
         u->base_url[--n] = '\0';
     }
-    u->ca_file = cf->upstream_ca_file ? xstrdup(cf->upstream_ca_file) : NULL;
-    u->tls_verify = cf->upstream_tls_verify;
-    u->connect_timeout_ms = (long)cf->upstream_connect_timeout_ms;
+    u->ca_file = o->ca_file ? xstrdup(o->ca_file) : NULL;
+    u->tls_verify = o->tls_verify;
+    u->connect_timeout_ms = (long)o->connect_timeout_ms;
     curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
     curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
     curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
     curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
-    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, (long)cf->upstream_max_connections);
+    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, (long)o->max_connections);
     return u;
 }
 
