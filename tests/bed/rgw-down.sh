@@ -10,7 +10,8 @@ DIR=$(realpath -m "$1")
 [ -d "$DIR" ] || exit 0
 
 ours() {    # pid $1 runs with our ceph.conf (guards against a recycled pid)
-    tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$DIR/ceph.conf"
+    local cmd
+    cmd=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) && [[ $cmd == *"$DIR/ceph.conf"* ]]
 }
 rc=0
 for name in client.rgw.a osd.0 mon.a; do     # gateway first, monitor last

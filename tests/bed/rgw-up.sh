@@ -119,22 +119,15 @@ rgw dns name = localhost
 CONF
 C=(-c "$CONF")
 
-# monitor
-ceph-authtool --create-keyring "$DIR/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
-monmaptool --create --fsid "$FSID" --addv a "[v1:127.0.0.1:$MON_PORT]" "$DIR/monmap" >/dev/null
-ceph-mon "${C[@]}" --mkfs -i a --monmap "$DIR/monmap" --keyring "$DIR/keyring"
-ceph-mon "${C[@]}" -i a
-mon_answers() { [ "$(timeout 15 ceph "${C[@]}" --connect-timeout 10 fsid 2>/dev/null)" = "$FSID" ]; }
-for _ in $(seq 60); do mon_answers && break; sleep 0.25; done
-mon_answers || fail "monitor on port $MON_PORT did not answer with our fsid"
-say "mon up"
-
-# A monitor that answers `fsid` may still refuse commands for a moment ("EPERM: problem
-# getting command descriptions from mon"): the commands below are idempotent, so retry.
+# Any ceph command may fail now and then on a young cluster: the CLI sometimes sends its
+# command before it has the monmap, and the monitor refuses it ("handle_command on fsid
+# 0000... != ...", seen by the CLI as "EPERM: problem getting command descriptions").
+# So every wait below is a loop that remembers its success, and the commands are retried
+# (they are idempotent).
 ceph_cmd() {
-    local out try
-    for try in 1 2 3 4 5 6 7 8; do
-        if out=$(timeout 30 ceph "${C[@]}" "$@" 2>>"$DIR/log/ceph-cli.log"); then
+    local out
+    for _ in 1 2 3 4 5 6 7 8; do
+        if out=$(timeout 30 ceph "${C[@]}" --connect-timeout 10 "$@" 2>>"$DIR/log/ceph-cli.log"); then
             printf '%s' "$out"
             return 0
         fi
@@ -145,6 +138,21 @@ ceph_cmd() {
     return 1
 }
 
+# monitor
+ceph-authtool --create-keyring "$DIR/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
+monmaptool --create --fsid "$FSID" --addv a "[v1:127.0.0.1:$MON_PORT]" "$DIR/monmap" >/dev/null
+ceph-mon "${C[@]}" --mkfs -i a --monmap "$DIR/monmap" --keyring "$DIR/keyring"
+ceph-mon "${C[@]}" -i a
+up=0
+for _ in $(seq 60); do
+    if [ "$(timeout 15 ceph "${C[@]}" --connect-timeout 10 fsid 2>/dev/null)" = "$FSID" ]; then
+        up=1; break
+    fi
+    sleep 0.25
+done
+[ $up = 1 ] || fail "monitor on port $MON_PORT did not answer with our fsid"
+say "mon up"
+
 # OSD
 OSD_UUID=$(cat /proc/sys/kernel/random/uuid)
 OSD_ID=$(ceph_cmd osd new "$OSD_UUID")
@@ -152,25 +160,41 @@ ceph-osd "${C[@]}" -i "$OSD_ID" --mkfs --osd-uuid "$OSD_UUID" >"$DIR/log/osd-mkf
 ceph_cmd osd crush add-bucket localhost host >/dev/null
 ceph_cmd osd crush move localhost root=default >/dev/null
 ceph_cmd osd crush add "osd.$OSD_ID" 1.0 host=localhost >/dev/null
-started=0
+up=0
 for _ in 1 2 3; do
-    if ceph-osd "${C[@]}" -i "$OSD_ID" >>"$DIR/log/osd-start.log" 2>&1; then started=1; break; fi
+    if ceph-osd "${C[@]}" -i "$OSD_ID" >>"$DIR/log/osd-start.log" 2>&1; then up=1; break; fi
     sleep 1
 done
-[ $started = 1 ] || fail "ceph-osd did not start"
-osd_up() { timeout 10 ceph "${C[@]}" osd dump 2>/dev/null | grep -q "^osd.$OSD_ID up"; }
-for _ in $(seq 150); do osd_up && break; sleep 0.2; done
-osd_up || fail "osd.$OSD_ID is not up"
+[ $up = 1 ] || fail "ceph-osd did not start"
+up=0
+for _ in $(seq 150); do
+    # (no `| grep -q`: with pipefail, ceph dying of SIGPIPE would turn a match into a miss)
+    dump=$(timeout 10 ceph "${C[@]}" --connect-timeout 10 osd dump 2>/dev/null) || dump=
+    if grep -q "^osd.$OSD_ID up" <<<"$dump"; then up=1; break; fi
+    sleep 0.2
+done
+[ $up = 1 ] || fail "osd.$OSD_ID is not up"
 say "osd up"
 
 # radosgw: creates its pools on first start, which is most of the wait
 radosgw "${C[@]}" -n client.rgw.a
-rgw_answers() { curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$RGW_PORT/"; }
-for _ in $(seq 300); do rgw_answers && break; sleep 0.2; done
-rgw_answers || fail "radosgw did not answer on port $RGW_PORT"
+up=0
+for _ in $(seq 300); do
+    if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$RGW_PORT/"; then up=1; break; fi
+    sleep 0.2
+done
+[ $up = 1 ] || fail "radosgw did not answer on port $RGW_PORT"
 say "rgw answers"
-radosgw-admin "${C[@]}" user create --uid=s3tee-test --display-name="s3tee test" \
-    --access-key="$AK" --secret-key="$SK" >"$DIR/log/user-create.out" 2>&1 ||
-    fail "radosgw-admin user create failed: $(tail -n 3 "$DIR/log/user-create.out")"
+up=0
+for _ in 1 2 3 4 5; do
+    if radosgw-admin "${C[@]}" user create --uid=s3tee-test --display-name="s3tee test" \
+        --access-key="$AK" --secret-key="$SK" >>"$DIR/log/user-create.out" 2>&1 ||
+        { info=$(radosgw-admin "${C[@]}" user info --uid=s3tee-test 2>/dev/null) &&
+          grep -qF "\"$AK\"" <<<"$info"; }; then
+        up=1; break
+    fi
+    sleep 0.5
+done
+[ $up = 1 ] || fail "radosgw-admin user create failed: $(tail -n 3 "$DIR/log/user-create.out")"
 say "user created"
 echo "rgw up: http://127.0.0.1:$RGW_PORT${RGW_SSL_PORT:+ https://127.0.0.1:$RGW_SSL_PORT} key=$AK dir=$DIR"
