@@ -41,6 +41,7 @@ static const struct creds_kind_desc {
     {"client", CREDS_CLIENT, 4, 1, 2, 3, -1, "client ACCESS_KEY SECRET BUCKETS"},
     {"store", CREDS_STORE, 3, 1, 2, -1, -1, "store ACCESS_KEY SECRET"},
     {"site", CREDS_SITE, 4, 2, 3, -1, 1, "site SITE_ID ACCESS_KEY SECRET"},
+    {"peer", CREDS_PEER, 4, 2, 3, -1, 1, "peer SITE_ID ACCESS_KEY SECRET"},
 };
 
 static int
@@ -474,6 +475,19 @@ creds_find_site(const struct creds *c, struct slice site_id)
         }
     }
     return best;
+}
+
+const struct creds_entry *
+creds_find_peer(const struct creds *c, struct slice site_id)
+{
+    size_t i;
+
+    for (i = 0; i < c->n; i++) {
+        if (c->entries[i].kind == CREDS_PEER && slice_eq(slice_cstr(c->entries[i].site), site_id)) {
+            return &c->entries[i];
+        }
+    }
+    return NULL;
 }
 
 size_t

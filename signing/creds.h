@@ -9,10 +9,12 @@
  *   client  AKREADONLY   secret2     photos,logs
  *   store   AKIDCEPH     secretceph
  *   site    dc2          AKIDDC2     secretdc2
+ *   peer    dc2          AKIDTODC2   secrettodc2
  *
  *   client  a key clients sign with, and the buckets it may use
  *   store   exactly one: the key the proxy re-signs with for the local store
- *   site    a peer site's key (SITE_ID first), for replication between sites
+ *   site    a key peer site SITE_ID signs its replica writes with, here
+ *   peer    the key this site signs with at peer SITE_ID (that site's "site" line for us)
  *
  * Access keys are unique across all kinds. The file must not be readable or writable by group
  * or others. Secrets never appear in error messages, and are wiped from memory when freed.
@@ -28,6 +30,7 @@ enum creds_kind {
     CREDS_CLIENT = 0, /* "client ACCESS_KEY SECRET BUCKETS" */
     CREDS_STORE,      /* "store ACCESS_KEY SECRET" */
     CREDS_SITE,       /* "site SITE_ID ACCESS_KEY SECRET" */
+    CREDS_PEER,       /* "peer SITE_ID ACCESS_KEY SECRET" */
 };
 
 struct creds_entry {
@@ -64,6 +67,8 @@ const struct creds_entry *creds_store(const struct creds *c);
 const struct creds_entry *creds_find_site_key(const struct creds *c, struct slice access_key);
 /* The first site key (in file order) for SITE_ID. */
 const struct creds_entry *creds_find_site(const struct creds *c, struct slice site_id);
+/* The key to sign with at peer SITE_ID, or NULL. */
+const struct creds_entry *creds_find_peer(const struct creds *c, struct slice site_id);
 /* Number of entries of every kind. */
 size_t creds_count(const struct creds *c);
 

@@ -260,6 +260,30 @@ test_files(void)
     ok_str(err, want, "directory message");
 }
 
+static void
+test_peer(void)
+{
+    struct creds *c;
+    const struct creds_entry *e;
+
+    write_creds("store AKS SECRETVAL1\n"
+                "site b AKFROMB SECRETVAL2\n"
+                "peer b AKTOB SECRETVAL3\n",
+                0600);
+    c = creds_load(path, err, sizeof(err));
+    ok(c != NULL, "peer line accepted");
+    e = c ? creds_find_peer(c, SLICE_LIT("b")) : NULL;
+    ok(e != NULL && strcmp(e->access_key, "AKTOB") == 0 && e->kind == CREDS_PEER,
+       "peer key found by site id");
+    ok(c && creds_find_peer(c, SLICE_LIT("c")) == NULL, "unknown peer site");
+    ok(c && creds_find_site_key(c, SLICE_LIT("AKTOB")) == NULL,
+       "a peer key is not accepted as a site key here");
+    ok(c && creds_find_client(c, SLICE_LIT("AKTOB")) == NULL, "nor as a client key");
+    creds_destroy(c);
+    refused("store AKS SECRETVAL1\npeer b AKTOB\n",
+            ":2: expected 'peer SITE_ID ACCESS_KEY SECRET'");
+}
+
 int
 main(void)
 {
@@ -273,6 +297,7 @@ main(void)
     test_malformed();
     test_duplicates_and_store();
     test_files();
+    test_peer();
     unlink(path);
     rmdir(dir);
     return done_testing();
