@@ -255,6 +255,16 @@ check_arity(const struct conf_cmd *cmd, int argc)
     return conf_phrasef("expected %d to %d values", lo, hi);
 }
 
+/* Line being applied, for setters of repeatable directives that remember where each value
+ * came from (per thread: loads may run in several threads). */
+static __thread int current_line;
+
+int
+conf_current_line(void)
+{
+    return current_line;
+}
+
 /* Runs CMD's setter, then resolves a CONF_PATH field. */
 static const char *
 apply(struct conf_file *f, const struct conf_cmd *cmd, void *obj, int argc, char **argv)
@@ -299,6 +309,7 @@ parse_line(struct conf_file *f, int lineno, char *line, void *obj, char *err, si
     }
     phrase = check_arity(cmd, n - 1);
     if (phrase == NULL) {
+        current_line = lineno;
         phrase = apply(f, cmd, obj, n - 1, words + 1);
     }
     if (phrase != NULL) {

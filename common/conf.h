@@ -105,6 +105,8 @@ int conf_set_defaults(struct conf_file *f, void *obj, char *err, size_t errlen);
 
 /* Line the directive NAME was first set on, or 0 if it was not set (or is unknown). */
 int conf_line_of(const struct conf_file *f, const char *name);
+/* Inside a setter: the line being applied (repeatable directives record it per value). */
+int conf_current_line(void);
 
 /*
  * conf_errorf - write "path:LINE: message" into ERR (or "path: message" when LINE is 0).

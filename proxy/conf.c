@@ -316,6 +316,126 @@ set_upstream(void *obj, const struct conf_cmd *cmd, int argc, char **argv)
     return NULL;
 }
 
+static const struct conf_enum repl_modes[] = {
+    {"off", REPL_OFF}, {"async", REPL_ASYNC}, {"sync", REPL_SYNC}, {NULL, 0}};
+
+static int
+valid_site_id(const char *s)
+{
+    size_t n = strlen(s), i;
+
+    if (n == 0 || n > 32) {
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static const char *
+set_site_id(void *obj, const struct conf_cmd *cmd, int argc, char **argv)
+{
+    if (!valid_site_id(argv[0])) {
+        return "expected a site id of 1 to 32 characters from a-z, 0-9 and '-'";
+    }
+    return conf_set_string(obj, cmd, argc, argv);
+}
+
+/* "site ID URL": one line per site of the deployment, this one included. */
+static const char *
+set_site(void *obj, const struct conf_cmd *cmd, int argc, char **argv)
+{
+    struct proxy_conf *cf = obj;
+    struct proxy_site *st;
+    size_t i;
+
+    (void)cmd;
+    (void)argc;
+    if (!valid_site_id(argv[0])) {
+        return "expected 'site ID URL' with an id of 1 to 32 characters from a-z, 0-9 and '-'";
+    }
+    if (strncmp(argv[1], "http://", 7) != 0 && strncmp(argv[1], "https://", 8) != 0) {
+        return "expected 'site ID URL' with the URL of that site's s3tee proxy (http:// or "
+               "https://)";
+    }
+    for (i = 0; i < cf->nsites; i++) {
+        if (strcmp(cf->sites[i].id, argv[0]) == 0) {
+            return conf_phrasef("site '%s' is a duplicate (first listed at line %d)", argv[0],
+                                cf->sites[i].line);
+        }
+    }
+    cf->sites = xrealloc(cf->sites, (cf->nsites + 1) * sizeof(cf->sites[0]));
+    st = &cf->sites[cf->nsites++];
+    st->id = xstrdup(argv[0]);
+    st->url = xstrdup(argv[1]);
+    st->line = conf_current_line();
+    return NULL;
+}
+
+static const char *
+set_redis(void *obj, const struct conf_cmd *cmd, int argc, char **argv)
+{
+    struct proxy_conf *cf = obj;
+    char *host = NULL, *port = NULL;
+
+    (void)cmd;
+    (void)argc;
+    if (split_authority(argv[0], strlen(argv[0]), 1, &host, &port) != AUTH_OK || port == NULL) {
+        free(host);
+        free(port);
+        return "expected HOST:PORT of the site's Redis, like 127.0.0.1:6379";
+    }
+    free(cf->redis_host);
+    cf->redis_host = host;
+    cf->redis_port = atoi(port);
+    free(port);
+    return NULL;
+}
+
+/* "bucket_replication BUCKET MODE [SITE,SITE...]" */
+static const char *
+set_bucket_replication(void *obj, const struct conf_cmd *cmd, int argc, char **argv)
+{
+    struct proxy_conf *cf = obj;
+    struct proxy_bucket_rule *r;
+    size_t i;
+    int mode = -1;
+    char *list, *tok, *save = NULL;
+
+    (void)cmd;
+    if (!valid_bucket(argv[0])) {
+        return "expected 'bucket_replication BUCKET off|async|sync [SITES]' with a bucket name "
+               "or *";
+    }
+    for (i = 0; repl_modes[i].name != NULL; i++) {
+        if (strcmp(argv[1], repl_modes[i].name) == 0) {
+            mode = repl_modes[i].value;
+        }
+    }
+    if (mode < 0) {
+        return "expected 'bucket_replication BUCKET off|async|sync [SITES]'";
+    }
+    r = bucket_rule(cf, argv[0]);
+    if (r->has_mode) {
+        return conf_phrasef("bucket '%s' is a duplicate (first set at line %d)", argv[0], r->line);
+    }
+    r->has_mode = 1;
+    r->mode = (enum repl_mode)mode;
+    r->line = conf_current_line();
+    if (argc == 3) {
+        list = xstrdup(argv[2]);
+        for (tok = strtok_r(list, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+            r->peers = xrealloc(r->peers, (r->npeers + 1) * sizeof(r->peers[0]));
+            r->peers[r->npeers++] = xstrdup(tok);
+        }
+        free(list);
+    }
+    return NULL;
+}
+
 static const char *
 set_error_log(void *obj, const struct conf_cmd *cmd, int argc, char **argv)
 {
@@ -387,6 +507,22 @@ static const struct conf_cmd proxy_conf_cmds[] = {
     CONF_CMD("log_level", conf_set_enum_name, F(log_level), .def = "info", .choices = log_levels),
     CONF_CMD("pid_file", conf_set_string, F(pid_file)),
 
+    /* replication */
+    CONF_CMD("site_id", set_site_id, F(site_id)),
+    CONF_CMD("site", set_site, 0, .flags = CONF_REPEATABLE, .min_args = 2, .max_args = 2),
+    CONF_CMD("redis", set_redis, 0),
+    CONF_CMD("redis_command_timeout", conf_set_duration, F(redis_command_timeout_ms),
+             .def = "2s", .min = 1, .max = DAY),
+    CONF_CMD("replication", conf_set_enum, F(replication), .def = "async", .choices = repl_modes),
+    CONF_CMD("bucket_replication", set_bucket_replication, 0, .flags = CONF_REPEATABLE,
+             .min_args = 2, .max_args = 3),
+    CONF_CMD("max_clock_offset", conf_set_duration, F(max_clock_offset_ms), .def = "60s",
+             .min = 1000, .max = DAY),
+    CONF_CMD("lease_time", conf_set_duration, F(lease_ms), .def = "30s", .min = 100,
+             .max = DAY),
+    CONF_CMD("lease_wait", conf_set_duration, F(lease_wait_ms), .def = "5s", .min = 0,
+             .max = DAY),
+
     CONF_END,
 };
 /* clang-format on */
@@ -413,6 +549,101 @@ fmt_size(int64_t v, char *out, size_t len)
     } else {
         snprintf(out, len, "%lld", (long long)v);
     }
+}
+
+static const struct proxy_site *
+find_site(const struct proxy_conf *cf, const char *id)
+{
+    size_t i;
+
+    for (i = 0; i < cf->nsites; i++) {
+        if (strcmp(cf->sites[i].id, id) == 0) {
+            return &cf->sites[i];
+        }
+    }
+    return NULL;
+}
+
+static int
+validate_replication(struct proxy_conf *cf, struct conf_file *f, char *err, size_t errlen)
+{
+    size_t i, j;
+
+    if (cf->site_id == NULL) {
+        static const char *const needs_site[] = {"site", "redis", "replication", "bucket_replication"};
+
+        for (i = 0; i < sizeof(needs_site) / sizeof(needs_site[0]); i++) {
+            if (conf_line_of(f, needs_site[i]) != 0) {
+                return conf_errorf(f, conf_line_of(f, needs_site[i]), err, errlen,
+                                   "%s: replication needs site_id (this site's id) as well",
+                                   needs_site[i]);
+            }
+        }
+        cf->replication = REPL_OFF; /* a plain proxy */
+        return 0;
+    }
+    if (find_site(cf, cf->site_id) == NULL) {
+        return conf_errorf(f, conf_line_of(f, "site_id"), err, errlen,
+                           "site_id: '%s' is not among the sites listed with 'site ID URL' (list "
+                           "every site of the deployment, this one included)",
+                           cf->site_id);
+    }
+    if (conf_require(f, "redis", err, errlen) != 0) {
+        return -1;
+    }
+    if (cf->replication == REPL_SYNC) {
+        return conf_errorf(f, conf_line_of(f, "replication"), err, errlen,
+                           "replication: sync mode is not available yet; use async (acknowledge "
+                           "after the local write) or off");
+    }
+    for (i = 0; i < cf->nbuckets; i++) {
+        const struct proxy_bucket_rule *r = &cf->buckets[i];
+
+        if (!r->has_mode) {
+            continue;
+        }
+        if (r->mode == REPL_SYNC) {
+            return conf_errorf(f, r->line, err, errlen,
+                               "bucket_replication: sync mode is not available yet for bucket "
+                               "'%s'; use async or off",
+                               r->bucket);
+        }
+        for (j = 0; j < r->npeers; j++) {
+            if (find_site(cf, r->peers[j]) == NULL) {
+                return conf_errorf(f, r->line, err, errlen,
+                                   "bucket_replication: unknown site '%s' for bucket '%s' (sites "
+                                   "are declared with 'site ID URL')",
+                                   r->peers[j], r->bucket);
+            }
+            if (strcmp(r->peers[j], cf->site_id) == 0) {
+                return conf_errorf(f, r->line, err, errlen,
+                                   "bucket_replication: '%s' is this site; list the sites bucket "
+                                   "'%s' replicates to",
+                                   r->peers[j], r->bucket);
+            }
+        }
+    }
+    return 0;
+}
+
+/* Every other site needs the key this site signs with there. */
+static int
+validate_peer_keys(const struct proxy_conf *cf, char *err, size_t errlen)
+{
+    size_t i;
+
+    for (i = 0; cf->site_id != NULL && i < cf->nsites; i++) {
+        const struct proxy_site *st = &cf->sites[i];
+
+        if (strcmp(st->id, cf->site_id) != 0 &&
+            creds_find_peer(cf->creds, slice_cstr(st->id)) == NULL) {
+            snprintf(err, errlen,
+                     "%s:%d: site: no 'peer %s ACCESS_KEY SECRET' line in %s for site '%s'",
+                     cf->path, st->line, st->id, cf->credentials_file, st->id);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static int
@@ -466,7 +697,7 @@ validate(struct proxy_conf *cf, struct conf_file *f, char *err, size_t errlen)
     if (cf->upstream_region == NULL) {
         cf->upstream_region = xstrdup(cf->region);
     }
-    return 0;
+    return validate_replication(cf, f, err, errlen);
 }
 
 /* --- lifetime ------------------------------------------------------------------------------ */
@@ -486,8 +717,21 @@ conf_free(struct proxy_conf *cf)
     }
     free(cf->virtual_host_domains);
     for (i = 0; i < cf->nbuckets; i++) {
+        size_t j;
+
         free(cf->buckets[i].bucket);
+        for (j = 0; j < cf->buckets[i].npeers; j++) {
+            free(cf->buckets[i].peers[j]);
+        }
+        free(cf->buckets[i].peers);
     }
+    for (i = 0; i < cf->nsites; i++) {
+        free(cf->sites[i].id);
+        free(cf->sites[i].url);
+    }
+    free(cf->sites);
+    free(cf->site_id);
+    free(cf->redis_host);
     free(cf->buckets);
     creds_destroy(cf->creds);
     free(cf->path);
@@ -523,7 +767,7 @@ proxy_conf_load(const char *path, char *err, size_t errlen)
     conf_deinit(&f);
     if (rc == 0) {
         cf->creds = creds_load(cf->credentials_file, err, errlen);
-        rc = cf->creds == NULL ? -1 : 0;
+        rc = cf->creds == NULL ? -1 : validate_peer_keys(cf, err, errlen);
     }
     if (rc != 0) {
         conf_free(cf);
@@ -546,6 +790,29 @@ proxy_conf_unref(struct proxy_conf *cf)
     if (cf != NULL && __atomic_sub_fetch(&cf->refs, 1, __ATOMIC_ACQ_REL) == 0) {
         conf_free(cf);
     }
+}
+
+enum repl_mode
+proxy_conf_repl_mode(const struct proxy_conf *cf, const char *bucket, size_t len)
+{
+    size_t i;
+
+    if (cf->site_id == NULL || len == 0) {
+        return REPL_OFF;
+    }
+    for (i = 0; i < cf->nbuckets; i++) {
+        const struct proxy_bucket_rule *r = &cf->buckets[i];
+
+        if (r->has_mode && strlen(r->bucket) == len && memcmp(r->bucket, bucket, len) == 0) {
+            return r->mode;
+        }
+    }
+    for (i = 0; i < cf->nbuckets; i++) {
+        if (cf->buckets[i].has_mode && strcmp(cf->buckets[i].bucket, "*") == 0) {
+            return cf->buckets[i].mode;
+        }
+    }
+    return cf->replication;
 }
 
 const struct proxy_bucket_rule *

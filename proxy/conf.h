@@ -19,9 +19,26 @@ struct proxy_listen {
     int tls;     /* 1 for "listen_tls": TLS with ALPN h2/http/1.1 */
 };
 
+enum repl_mode {
+    REPL_OFF = 0,      /* pass-through, nothing recorded */
+    REPL_ASYNC,        /* acknowledge after the local write, replicate from the queue */
+    REPL_SYNC,         /* acknowledge after the peers applied it (not available yet) */
+};
+
+struct proxy_site {
+    char *id;          /* site id (owned) */
+    char *url;         /* base URL of that site's s3tee proxy (owned) */
+    int line;          /* config line, for messages */
+};
+
 struct proxy_bucket_rule {
     char *bucket;      /* bucket name, or "*" for the default rule (owned) */
     int public_read;   /* anonymous GET/HEAD allowed */
+    int has_mode;      /* bucket_replication given for this bucket */
+    enum repl_mode mode; /* its replication mode */
+    char **peers;      /* sites it replicates to (owned; NULL = every other site) */
+    size_t npeers;
+    int line;          /* line of its bucket_replication directive */
 };
 
 struct proxy_conf {
@@ -55,6 +72,18 @@ struct proxy_conf {
     struct proxy_bucket_rule *buckets; /* "public_read_bucket" and later per-bucket rules */
     size_t nbuckets;
 
+    /* replication (notes/replication.md) */
+    char *site_id;                  /* this site; NULL = replication not configured */
+    struct proxy_site *sites;       /* every site of the deployment, this one included */
+    size_t nsites;
+    char *redis_host;               /* the site's Redis */
+    int redis_port;
+    int64_t redis_command_timeout_ms;
+    enum repl_mode replication;     /* default mode for buckets without a rule */
+    int64_t max_clock_offset_ms;    /* refuse peer stamps further ahead than this */
+    int64_t lease_ms;               /* per-key write lease, renewed while bytes flow */
+    int64_t lease_wait_ms;          /* how long a write waits for a busy key (then 503) */
+
     /* upstream: the local S3 store */
     char *upstream;                 /* base URL "http://127.0.0.1:8000" (owned) */
     char *upstream_region;          /* region to sign for at the store (default: region) */
@@ -84,6 +113,8 @@ struct proxy_conf {
 struct proxy_conf *proxy_conf_load(const char *path, char *err, size_t errlen);
 struct proxy_conf *proxy_conf_ref(struct proxy_conf *cf);
 void proxy_conf_unref(struct proxy_conf *cf);
+/* Replication mode for BUCKET (its rule, else the default). */
+enum repl_mode proxy_conf_repl_mode(const struct proxy_conf *cf, const char *bucket, size_t len);
 /* Rule for BUCKET (exact name), else the "*" rule, else NULL. */
 const struct proxy_bucket_rule *proxy_conf_bucket(const struct proxy_conf *cf, const char *bucket,
                                                   size_t len);

@@ -665,6 +665,63 @@ test_example(void)
     free(text);
 }
 
+#define SITES "site_id a\nsite a http://127.0.0.1:8001\nsite b http://127.0.0.1:8002\n"
+
+static void
+test_replication(void)
+{
+    struct proxy_conf *cf;
+
+    write_file("creds.txt", "client AKCLIENT secretc *\nstore AKSTORE secrets\n"
+                            "site b AKFROMB secretfromb\npeer b AKTOB secrettob\n",
+               0600);
+    cf = load(MINIMAL);
+    ok(cf && cf->site_id == NULL && proxy_conf_repl_mode(cf, "x", 1) == REPL_OFF,
+       "no site_id: plain proxy, nothing replicated");
+    proxy_conf_unref(cf);
+    cf = load(MINIMAL SITES "redis 127.0.0.1:6390\nbucket_replication logs off\n"
+                            "bucket_replication photos async b\n");
+    ok(cf != NULL, "site config loads: %s", cf ? "" : err);
+    ok(cf && cf->nsites == 2 && strcmp(cf->redis_host, "127.0.0.1") == 0 && cf->redis_port == 6390,
+       "sites and redis parsed");
+    ok(cf && proxy_conf_repl_mode(cf, "x", 1) == REPL_ASYNC, "default mode is async");
+    ok(cf && proxy_conf_repl_mode(cf, "logs", 4) == REPL_OFF, "bucket rule off");
+    ok(cf && cf->max_clock_offset_ms == 60000 && cf->lease_ms == 30000 &&
+           cf->redis_command_timeout_ms == 2000,
+       "replication defaults");
+    proxy_conf_unref(cf);
+    refused(MINIMAL "site_id c\nsite a http://127.0.0.1:8001\nsite b http://127.0.0.1:8002\n"
+                    "redis 127.0.0.1:6390\n",
+            ":3: site_id: 'c' is not among the sites listed with 'site ID URL' (list every site "
+            "of the deployment, this one included)");
+    refused(MINIMAL SITES "site b http://127.0.0.1:9\nredis 127.0.0.1:1\n",
+            ":6: site: site 'b' is a duplicate (first listed at line 5)");
+    refused(MINIMAL SITES "redis 127.0.0.1:6390\nbucket_replication photos async b,zz\n",
+            ":7: bucket_replication: unknown site 'zz' for bucket 'photos' (sites are declared "
+            "with 'site ID URL')");
+    refused(MINIMAL SITES "redis 127.0.0.1:6390\nreplication sync\n",
+            ":7: replication: sync mode is not available yet; use async (acknowledge after the "
+            "local write) or off");
+    refused(MINIMAL SITES "redis 127.0.0.1:6390\nbucket_replication x sync\n",
+            ":7: bucket_replication: sync mode is not available yet for bucket 'x'; use async "
+            "or off");
+    refused(MINIMAL SITES, ": redis is required");
+    refused(MINIMAL "redis 127.0.0.1:6390\n",
+            ":3: redis: replication needs site_id (this site's id) as well");
+    refused(MINIMAL "site_id A_B\n",
+            ":3: site_id: expected a site id of 1 to 32 characters from a-z, 0-9 and '-', got "
+            "'A_B'");
+    write_file("creds.txt", creds_text, 0600);
+    {
+        char want[1024];
+
+        snprintf(want, sizeof(want),
+                 ":5: site: no 'peer b ACCESS_KEY SECRET' line in %s/creds.txt for site 'b'",
+                 dir);
+        refused(MINIMAL SITES "redis 127.0.0.1:6390\n", want);
+    }
+}
+
 int
 main(void)
 {
@@ -684,6 +741,7 @@ main(void)
     test_paths_and_creds();
     test_refs_and_buckets();
     test_example();
+    test_replication();
 
     remove_file("proxy.conf");
     remove_file("creds.txt");
