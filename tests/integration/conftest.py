@@ -3,8 +3,9 @@
 Stores, Redis and proxies come from tests/bed/bed.py; the clients from lib/clients.py.
 
 Session-scoped
-    tls             bed.TlsFiles: .ca (give to clients) .cert .key, names localhost,
-                    *.localhost, s3.localhost, *.s3.localhost, 127.0.0.1
+    bed_tls         bed.TlsFiles: .ca (give to clients) .cert .key, names localhost,
+                    *.localhost, s3.localhost, *.s3.localhost, 127.0.0.1 (not named `tls`:
+                    a test parameter of that name would shadow it)
     store           bed.RgwSite, keys AKIDSTORE/secretstore; .url (http), .tls_url (https
                     with the bed CA), .access_key .secret .ca .admin(...)
     store_endpoint  clients.Endpoint of store (http)
@@ -18,7 +19,8 @@ Function-scoped
                     which it died or printed a sanitizer report fails
     make_proxy      make_proxy(upstream=None, clients=None, store_key=None, tls=True,
                     env=None, binary=None, start=True, **directives) -> started bed.Proxy;
-                    directives are config lines (virtual_host_domain=["a", "b"],
+                    tls: True = https with the bed certificate, False = http only, or a
+                    bed.TlsFiles; directives are config lines (virtual_host_domain=["a", "b"],
                     client_header_timeout="2s"; None drops a default); stopped after the
                     test, which fails on a sanitizer report or a bad exit
     make_redis      make_redis(**kw) -> started bed.Redis (AOF always, noeviction)
@@ -114,13 +116,13 @@ def _test_timeout(request):
 # stores, redis
 
 @pytest.fixture(scope="session")
-def tls():
+def bed_tls():
     return bed.tls_files()
 
 
 @pytest.fixture(scope="session")
-def store(tls):
-    site = bed.RgwSite(*STORE_KEY, tls=tls)
+def store(bed_tls):
+    site = bed.RgwSite(*STORE_KEY, tls=bed_tls)
     try:
         site.start()
     except bed.Unavailable as e:
@@ -185,9 +187,8 @@ def _proxy_for(store, tls, upstream=None, clients_=None, store_key=None, tls_fil
 
 
 @pytest.fixture
-def make_proxy(store, tls):
+def make_proxy(store, bed_tls):
     started = []
-    bed_tls = tls
 
     def make(upstream=None, clients=None, store_key=None, tls=True, env=None, binary=None,
              start=True, **directives):
@@ -221,8 +222,8 @@ class _SharedProxy:
 
 
 @pytest.fixture(scope="session")
-def default_proxy(store, tls):
-    shared = _SharedProxy(store, tls)
+def default_proxy(store, bed_tls):
+    shared = _SharedProxy(store, bed_tls)
     yield shared
     if shared.proxy is not None:
         shared.proxy.close(check=True)

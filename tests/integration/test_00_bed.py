@@ -253,7 +253,8 @@ def test_ports_do_not_collide():
             bed.release_port(p)
 
 
-def test_tls_files_verify(tls):
+def test_tls_files_verify(bed_tls):
+    tls = bed_tls
     ctx = ssl.create_default_context(cafile=str(tls.ca))
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(tls.cert, tls.key)
@@ -314,8 +315,8 @@ def test_proxy_class_with_stub(make_proxy, store, tmp_path):
     ({"STUB_EXIT": "3"}, "exit status 3"),
     ({"STUB_IGNORE_TERM": "1"}, "did not exit"),
 ])
-def test_proxy_stop_detects_bad_exits(store, tls, env, expect):
-    p = bed.Proxy(store.url, tls=tls, binary=STUB, env=env).start()
+def test_proxy_stop_detects_bad_exits(store, bed_tls, env, expect):
+    p = bed.Proxy(store.url, tls=bed_tls, binary=STUB, env=env).start()
     with pytest.raises(bed.SanitizerError) as e:
         p.stop(timeout=1.0)
     assert expect in str(e.value)
