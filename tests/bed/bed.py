@@ -820,8 +820,9 @@ class Proxy:
 
     def __init__(self, upstream, store_key=("AKIDSTORE", "secretstore"),
                  clients=(("AKIDCLIENT", "secretclient", "*"),), tls=True, directives=None,
-                 binary=None, env=None, directory=None, build=None):
+                 binary=None, env=None, directory=None, build=None, extra_creds=()):
         self.upstream = upstream
+        self.extra_creds = list(extra_creds)   # raw credential lines ("site b AK SK", "peer b AK SK")
         self.store_key = tuple(store_key)
         self.clients = [tuple(c) for c in clients]
         self.tls = tls_files() if tls is True else (tls or None)
@@ -889,6 +890,7 @@ class Proxy:
     def credentials_text(self):
         lines = [f"client {ak} {sk} {buckets}" for ak, sk, buckets in self.clients]
         lines.append(f"store {self.store_key[0]} {self.store_key[1]}")
+        lines.extend(self.extra_creds)
         return "\n".join(lines) + "\n"
 
     def write_files(self):
