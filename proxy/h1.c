@@ -304,8 +304,12 @@ fe_send_head(void *fe, int status, const struct http_header *hdrs, size_t n, int
     {
         struct timeval wt = {(time_t)(h->c->w->cf->client_send_timeout_ms / 1000),
                              (suseconds_t)((h->c->w->cf->client_send_timeout_ms % 1000) * 1000)};
+        /* an early answer while the body still comes (or is read to be dropped) keeps the
+         * body's read timeout: a client stalling there must not hold the connection */
+        struct timeval bt = {(time_t)(h->c->w->cf->client_body_timeout_ms / 1000),
+                             (suseconds_t)((h->c->w->cf->client_body_timeout_ms % 1000) * 1000)};
 
-        bufferevent_set_timeouts(h->c->bev, NULL, &wt);
+        bufferevent_set_timeouts(h->c->bev, h->body_done ? NULL : &bt, &wt);
     }
 }
 
