@@ -1,0 +1,109 @@
+"""logscan.py - reading the proxies' logs: access-log JSON lines, and a sweep of every log
+the bed's proxies wrote for secrets and request signatures that must never appear there.
+
+    rec = wait_access(proxy, lambda e: e["key"] == "k" and e["method"] == "PUT")
+    leaks = find_leaks()        # [] when no log of any proxy holds a secret or signature
+"""
+
+import json
+import re
+import time
+from pathlib import Path
+
+import bed
+from lib import awsv4
+
+SIG_RE = re.compile(rb"(?i)(?:signature=|chunk-signature=|x-amz-signature=)\s*[0-9a-f]{64}")
+
+
+def access_entries(proxy):
+    """Every JSON line of PROXY's access log, parsed (a broken line fails the caller)."""
+    try:
+        text = Path(proxy.access_log).read_text()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def wait_access(proxy, pred, timeout=5.0):
+    """The first access-log entry of PROXY matching PRED, waiting up to TIMEOUT for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for e in access_entries(proxy):
+            if pred(e):
+                return e
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no matching access-log line in {proxy.access_log}:\n"
+                                 + bed.tail(proxy.access_log, 10))
+        time.sleep(0.05)
+
+
+def wait_log(path, needle, timeout=5.0, start=0):
+    """Waits until file PATH (from byte START on) contains NEEDLE; returns its offset."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            data = Path(path).read_bytes()[start:]
+        except FileNotFoundError:
+            data = b""
+        i = data.find(needle.encode() if isinstance(needle, str) else needle)
+        if i >= 0:
+            return start + i
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{needle!r} not in {path} after {timeout}s\n" + bed.tail(path))
+        time.sleep(0.05)
+
+
+def proxy_dirs():
+    """Directories of every bed.Proxy this process started (they outlive the proxies)."""
+    return sorted(d for d in bed.run_root().glob("proxy-*") if d.is_dir())
+
+
+def secrets_in(directory):
+    """The secrets of a proxy directory's credentials file (client, store, site, peer)."""
+    out = set()
+    try:
+        lines = (Path(directory) / "credentials").read_text().splitlines()
+    except FileNotFoundError:
+        return out
+    for line in lines:
+        w = line.split()
+        if not w or w[0].startswith("#"):
+            continue
+        if w[0] in ("client", "store") and len(w) >= 3:
+            out.add(w[2])
+        elif w[0] in ("site", "peer") and len(w) >= 4:
+            out.add(w[3])
+    return out
+
+
+def log_files(directory):
+    d = Path(directory)
+    return [p for p in (d / "access.log", d / "error.log", d / "stderr.log", d / "stdout.log")
+            if p.exists()]
+
+
+def find_leaks(extra_secrets=(), dirs=None):
+    """Scans every log of every proxy dir for any secret (of any proxy), any signature this
+    process computed (awsv4.SENT_SIGNATURES) and anything shaped like 'Signature=<64 hex>'.
+    Returns a list of findings (file, what) - empty is good."""
+    dirs = proxy_dirs() if dirs is None else dirs
+    secrets = set(extra_secrets)
+    for d in dirs:
+        secrets |= secrets_in(d)
+    needles = [s.encode() for s in secrets if len(s) >= 6]
+    sigs = [s.encode() for s in awsv4.SENT_SIGNATURES]
+    findings = []
+    for d in dirs:
+        for path in log_files(d):
+            data = path.read_bytes()
+            for s in needles:
+                if s in data:
+                    findings.append((str(path), f"secret {s[:3].decode()}..."))
+            for s in sigs:
+                if s in data:
+                    findings.append((str(path), f"request signature {s[:8].decode()}..."))
+            m = SIG_RE.search(data)
+            if m:
+                findings.append((str(path), f"signature-shaped text {m.group(0)[:30]!r}"))
+    return findings

@@ -1,0 +1,457 @@
+"""Authentication and body verification at the proxy, with hand-made requests.
+
+Every refused request is checked for its exact HTTP status and S3 <Code>, and that the
+proxy then serves a good request on the same connection. Every refused upload is checked
+at the store (HEAD straight at RGW): nothing was committed, and an object that existed
+before keeps its old content. The last test sweeps every proxy log for secrets and for
+the signatures sent here.
+"""
+
+import time
+
+import pytest
+from botocore.exceptions import ClientError
+
+import bed
+from lib import awsv4, logscan, s3util
+from lib.rawhttp import RawS3, build
+
+# distinctive secrets, so the log sweep cannot miss one
+CLIENT = ("AKIDT2AUTH", "Wq8vT2authSecretKeyNeverLogged0xDEADBEEF")
+LIMITED = ("AKIDT2LIMITED", "Lm4vT2limitedSecretNeverLogged0xFEEDFACE")
+PROBE = b"probe object: the request after an error must still be served\n"
+
+
+@pytest.fixture(scope="module")
+def px(store, bed_tls):
+    """This module's proxy: CLIENT may use every bucket, LIMITED only 'only-this-one'."""
+    p = bed.Proxy(store.url, store_key=(store.access_key, store.secret),
+                  clients=[(*CLIENT, "*"), (*LIMITED, "only-this-one")], tls=bed_tls,
+                  directives={"workers": 2}).start()
+    yield p
+    p.close(check=True)
+
+
+@pytest.fixture(autouse=True)
+def _px_healthy(px):
+    yield
+    problems = px.sanitizer_reports()
+    if not px.is_alive():
+        problems.insert(0, "the module's proxy died\n" + bed.tail(px.stderr_path, 40))
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+@pytest.fixture(params=["http", "https"])
+def s3(request, px):
+    c = RawS3.of(px, tls=request.param == "https", access_key=CLIENT[0], secret=CLIENT[1])
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def http_s3(px):
+    c = RawS3.of(px, access_key=CLIENT[0], secret=CLIENT[1])
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def pbucket(bucket, store_s3):
+    """A bucket holding 'probe'."""
+    store_s3.put_object(Bucket=bucket, Key="probe", Body=PROBE)
+    return bucket
+
+
+def at_store(store_s3, bucket, key):
+    """(ETag, size) of the object at the store, or None when there is none."""
+    try:
+        h = store_s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as e:
+        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 404, e.response
+        return None
+    return h["ETag"], h["ContentLength"]
+
+
+def old_object(store_s3, bucket, key, existed):
+    """Puts an old version of KEY at the store when EXISTED; returns what must stay."""
+    if not existed:
+        return None
+    data = b"old content that must survive\n" * 10
+    store_s3.put_object(Bucket=bucket, Key=key, Body=data)
+    return ('"%s"' % s3util.md5_hex(data), len(data))
+
+
+def assert_error(r, status, code):
+    assert (r.status, r.code) == (status, code), r
+    assert r.header("content-type") == "application/xml", r
+    assert r.xml("RequestId") and r.header("x-amz-request-id") == r.xml("RequestId"), r
+
+
+def assert_served_after(s3, bucket, conn=None):
+    """A good request succeeds on the same connection as the refused one."""
+    conn = conn or s3.conn
+    assert conn is not None
+    r = s3.request("GET", f"/{bucket}/probe", conn=conn)
+    assert r.status == 200 and r.body == PROBE, r
+
+
+def refused_then_served(s3, bucket, data, method, status, code, split_at=None):
+    """Sends DATA on s3's connection: STATUS/CODE, connection kept, next request served.
+    SPLIT_AT: send DATA[:SPLIT_AT] first and the rest 0.5 s later, so the proxy has passed
+    everything before it to the store by the time the (bad) end arrives."""
+    conn = s3._conn()
+    if split_at is not None:
+        conn.send(data[:split_at])
+        time.sleep(0.5)
+        data = data[split_at:]
+    r = s3.send_raw(data, method, conn=conn)
+    assert_error(r, status, code)
+    assert not r.closes, r
+    assert_served_after(s3, bucket, conn)
+    return r
+
+
+# ---------------------------------------------------------------------------------------
+# the signer itself, and the baseline
+
+def test_signer_matches_botocore():
+    """lib/awsv4 signs exactly like botocore (header and presigned forms)."""
+    from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    import datetime
+    from unittest import mock
+
+    creds = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+    t = 1700000000
+    body = b"some body"
+    req = AWSRequest("PUT", "http://127.0.0.1:9000/b/a%20key?tagging=&x=1",
+                     headers={"x-amz-meta-a": "1"}, data=body)
+    fixed = datetime.datetime.utcfromtimestamp(t)
+    with mock.patch("botocore.auth.datetime") as dt:
+        dt.datetime.utcnow.return_value = fixed
+        S3SigV4Auth(creds, "s3", "us-east-1").add_auth(req)
+    want = req.headers["Authorization"]
+    mine = awsv4.Signer(creds.access_key, creds.secret_key).sign(
+        "PUT", "/b/a%20key?tagging=&x=1",
+        [("host", "127.0.0.1:9000"), ("x-amz-meta-a", "1")], awsv4.sha256_hex(body), when=t)
+    assert mine.header("authorization").split("Signature=")[1] == want.split("Signature=")[1]
+
+    preq = AWSRequest("GET", "http://127.0.0.1:9000/b/k", headers={})
+    with mock.patch("botocore.auth.datetime") as dt:
+        dt.datetime.utcnow.return_value = fixed
+        S3SigV4QueryAuth(creds, "s3", "us-east-1", expires=300).add_auth(preq)
+    want_sig = preq.url.split("X-Amz-Signature=")[1]
+    mine = awsv4.Signer(creds.access_key, creds.secret_key).presign(
+        "GET", "/b/k", "127.0.0.1:9000", 300, when=t)
+    assert mine.split("X-Amz-Signature=")[1] == want_sig
+
+
+def test_good_requests(s3, pbucket, store_s3):
+    """Baseline: header-signed PUT/GET/HEAD/DELETE and a presigned GET pass, kept alive."""
+    r = s3.request("PUT", f"/{pbucket}/k", body=b"hello")
+    assert r.status == 200 and r.header("etag") == '"%s"' % s3util.md5_hex(b"hello"), r
+    conn = s3.conn
+    r = s3.request("GET", f"/{pbucket}/k")
+    assert r.status == 200 and r.body == b"hello", r
+    assert s3.request("HEAD", f"/{pbucket}/k").header("content-length") == "5"
+    r = s3.request("PUT", f"/{pbucket}/u", body=b"unsigned", payload=awsv4.UNSIGNED)
+    assert r.status == 200, r
+    target = s3.signer.presign("GET", f"/{pbucket}/u", s3.hostport, 60)
+    r = s3.send_raw(build("GET", target, [("host", s3.hostport)]), "GET")
+    assert r.status == 200 and r.body == b"unsigned", r
+    assert s3.request("DELETE", f"/{pbucket}/k").status == 204
+    assert s3.conn is conn
+    assert at_store(store_s3, pbucket, "k") is None
+
+
+# ---------------------------------------------------------------------------------------
+# who signed, and how well
+
+def test_invalid_access_key(s3, pbucket):
+    other = s3.with_keys("AKIDNOSUCHKEY", "whatever-secret")
+    data = other.raw("GET", f"/{pbucket}/probe")
+    refused_then_served(s3, pbucket, data, "GET", 403, "InvalidAccessKeyId")
+
+
+def _tamper(kind, s3, bucket):
+    if kind == "signature":
+        data = s3.raw("GET", f"/{bucket}/probe")
+        head, sig = data.split(b"Signature=")
+        flipped = (b"0" if sig[:1] != b"0" else b"1") + sig[1:]
+        return head + b"Signature=" + flipped
+    if kind == "wrong_secret":
+        return s3.with_keys(CLIENT[0], CLIENT[1] + "x").raw(
+            "GET", f"/{bucket}/probe")
+    if kind == "signed_header":
+        data = s3.raw("GET", f"/{bucket}/probe", headers=[("range", "bytes=0-1")])
+        assert b"range: bytes=0-1\r\n" in data
+        return data.replace(b"range: bytes=0-1\r\n", b"range: bytes=0-2\r\n")
+    if kind == "path":
+        data = s3.raw("GET", f"/{bucket}/probe")
+        return data.replace(f"GET /{bucket}/probe ".encode(), f"GET /{bucket}/probf ".encode(), 1)
+    if kind == "query":
+        data = s3.raw("GET", f"/{bucket}?list-type=2&prefix=a")
+        return data.replace(b"prefix=a ", b"prefix=b ", 1)
+    if kind == "method":
+        data = s3.raw("HEAD", f"/{bucket}/probe")
+        return b"GET" + data[4:]
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["signature", "wrong_secret", "signed_header", "path", "query",
+                                  "method"])
+def test_signature_does_not_match(s3, pbucket, kind):
+    refused_then_served(s3, pbucket, _tamper(kind, s3, pbucket), "GET", 403,
+                        "SignatureDoesNotMatch")
+
+
+@pytest.mark.parametrize("minutes, status", [(-16, 403), (16, 403), (-14, 200), (14, 200)])
+def test_clock_skew(http_s3, pbucket, minutes, status):
+    data = http_s3.raw("GET", f"/{pbucket}/probe", when=time.time() + minutes * 60)
+    if status == 200:
+        r = http_s3.send_raw(data, "GET")
+        assert r.status == 200 and r.body == PROBE, r
+    else:
+        refused_then_served(http_s3, pbucket, data, "GET", 403, "RequestTimeTooSkewed")
+
+
+def _malformed(kind, s3, bucket):
+    path = f"/{bucket}/probe"
+    if kind == "garbage_credential":
+        data = s3.raw("GET", path)
+        head, rest = data.split(b"Credential=", 1)
+        return head + b"Credential=garbage" + rest[rest.index(b","):]
+    if kind == "wrong_region":
+        return s3.raw("GET", path, region="eu-west-1")
+    if kind == "date_mismatch":
+        return s3.raw("GET", path, cred_date=time.strftime("%Y%m%d", time.gmtime(
+            time.time() - 86400)))
+    if kind == "wrong_service":
+        return s3.raw("GET", path, service="ec2")
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["garbage_credential", "wrong_region", "date_mismatch",
+                                  "wrong_service"])
+def test_authorization_header_malformed(s3, pbucket, kind):
+    refused_then_served(s3, pbucket, _malformed(kind, s3, pbucket), "GET", 400,
+                        "AuthorizationHeaderMalformed")
+
+
+def test_key_limited_to_other_buckets(px, pbucket):
+    """A client key whose bucket list does not name the bucket: AccessDenied."""
+    limited = RawS3.of(px, access_key=LIMITED[0], secret=LIMITED[1])
+    own = RawS3.of(px, access_key=CLIENT[0], secret=CLIENT[1])
+    try:
+        data = limited.raw("GET", f"/{pbucket}/probe")
+        refused_then_served(own, pbucket, data, "GET", 403, "AccessDenied")
+    finally:
+        own.close()
+
+
+# ---------------------------------------------------------------------------------------
+# payload verification: nothing unverified reaches the store
+
+@pytest.mark.parametrize("size", [1024, 3 * 1024 * 1024 + 5])
+@pytest.mark.parametrize("existed", [False, True], ids=["new", "existing"])
+def test_sha256_mismatch_commits_nothing(s3, pbucket, store_s3, size, existed):
+    before = old_object(store_s3, pbucket, "obj", existed)
+    body = s3util.payload(size, seed=3)
+    lie = awsv4.sha256_hex(body[:-1] + b"X")
+    data = s3.raw("PUT", f"/{pbucket}/obj", body=body, payload=lie)
+    refused_then_served(s3, pbucket, data, "PUT", 400, "XAmzContentSHA256Mismatch",
+                        split_at=len(data) - 1)
+    assert at_store(store_s3, pbucket, "obj") == before
+    if existed:
+        assert store_s3.get_object(Bucket=pbucket, Key="obj")["Body"].read().startswith(b"old")
+
+
+def test_anonymous_denied(s3, pbucket):
+    for method, target in [("GET", f"/{pbucket}/probe"), ("PUT", f"/{pbucket}/anon"),
+                           ("GET", f"/{pbucket}"), ("GET", "/")]:
+        hdrs = [("host", s3.hostport)]
+        if method == "PUT":
+            hdrs.append(("content-length", "3"))
+        data = build(method, target, hdrs, b"abc" if method == "PUT" else b"")
+        refused_then_served(s3, pbucket, data, method, 403, "AccessDenied")
+
+
+def test_public_read_bucket(make_proxy, make_bucket, store_s3):
+    public, private = make_bucket("pub"), make_bucket("priv")
+    for b in (public, private):
+        store_s3.put_object(Bucket=b, Key="probe", Body=PROBE)
+    p = make_proxy(public_read_bucket=public)
+    anon = RawS3.of(p)
+    try:
+        conn = anon._conn()
+
+        def send(method, target, body=b""):
+            hdrs = [("host", anon.hostport)]
+            if body:
+                hdrs.append(("content-length", str(len(body))))
+            return anon.send_raw(build(method, target, hdrs, body), method, conn=conn)
+
+        r = send("GET", f"/{public}/probe")
+        assert r.status == 200 and r.body == PROBE, r
+        r = send("HEAD", f"/{public}/probe")
+        assert r.status == 200 and r.header("content-length") == str(len(PROBE)), r
+        assert_error(send("PUT", f"/{public}/new", b"nope"), 403, "AccessDenied")
+        assert_error(send("DELETE", f"/{public}/probe"), 403, "AccessDenied")
+        assert_error(send("GET", f"/{public}"), 403, "AccessDenied")     # no anonymous listing
+        assert_error(send("GET", f"/{private}/probe"), 403, "AccessDenied")
+        r = send("GET", f"/{public}/probe")
+        assert r.status == 200 and r.body == PROBE, r
+        assert anon.conn is conn
+        assert at_store(store_s3, public, "new") is None
+        assert at_store(store_s3, public, "probe") is not None
+    finally:
+        anon.close()
+
+
+# ---------------------------------------------------------------------------------------
+# SigV2 and presigned URLs
+
+def test_sigv2_header(s3, pbucket):
+    data = build("GET", f"/{pbucket}/probe",
+                 [("host", s3.hostport), ("date", time.strftime("%a, %d %b %Y %H:%M:%S GMT",
+                                                                  time.gmtime())),
+                  ("authorization", f"AWS {CLIENT[0]}:c2lnbmF0dXJldjJub3RzdXBwb3J0ZWQ=")])
+    refused_then_served(s3, pbucket, data, "GET", 403, "SignatureDoesNotMatch")
+
+
+def test_sigv2_presigned(s3, pbucket):
+    q = (f"AWSAccessKeyId={CLIENT[0]}&Expires={int(time.time()) + 300}"
+         "&Signature=c2lnbmF0dXJldjJub3RzdXBwb3J0ZWQ%3D")
+    data = build("GET", f"/{pbucket}/probe?{q}", [("host", s3.hostport)])
+    refused_then_served(s3, pbucket, data, "GET", 403, "SignatureDoesNotMatch")
+
+
+def _presigned(s3, target, **kw):
+    return build("GET", s3.signer.presign("GET", target, s3.hostport, **kw),
+                 [("host", s3.hostport)])
+
+
+def test_presigned_expired(s3, pbucket):
+    data = _presigned(s3, f"/{pbucket}/probe", expires=60, when=time.time() - 3600)
+    refused_then_served(s3, pbucket, data, "GET", 403, "AccessDenied")
+
+
+def test_presigned_expires_too_long(s3, pbucket):
+    data = _presigned(s3, f"/{pbucket}/probe", expires=604801)
+    refused_then_served(s3, pbucket, data, "GET", 400, "AuthorizationQueryParametersError")
+    # the longest allowed (7 days) is fine
+    r = s3.send_raw(_presigned(s3, f"/{pbucket}/probe", expires=604800), "GET")
+    assert r.status == 200 and r.body == PROBE, r
+
+
+@pytest.mark.parametrize("what", ["signature", "path", "expires"])
+def test_presigned_tampered(s3, pbucket, what):
+    data = _presigned(s3, f"/{pbucket}/probe", expires=300)
+    if what == "signature":
+        head, sig = data.split(b"X-Amz-Signature=")
+        data = head + b"X-Amz-Signature=" + (b"0" if sig[:1] != b"0" else b"1") + sig[1:]
+    elif what == "path":
+        data = data.replace(b"/probe?", b"/probf?", 1)
+    else:
+        data = data.replace(b"X-Amz-Expires=300", b"X-Amz-Expires=3000", 1)
+    refused_then_served(s3, pbucket, data, "GET", 403, "SignatureDoesNotMatch")
+
+
+# ---------------------------------------------------------------------------------------
+# aws-chunked bodies and checksums
+
+def _chunked_put(s3, bucket, key, payload, chunk_size=65536, corrupt=None, decoded=True):
+    hdrs = [("content-encoding", "aws-chunked")]
+    if decoded:
+        hdrs.append(("x-amz-decoded-content-length", str(len(payload))))
+    signed = s3.sign("PUT", f"/{bucket}/{key}", hdrs, payload=awsv4.STREAMING_SIGNED)
+    body = awsv4.aws_chunked_signed(signed, payload, chunk_size, corrupt=corrupt)
+    assert len(body) == awsv4.aws_chunked_signed_length(len(payload), chunk_size)
+    return build("PUT", f"/{bucket}/{key}",
+                 signed.headers + [("content-length", str(len(body)))], body)
+
+
+@pytest.mark.parametrize("size", [0, 1, 300 * 1024 + 7, 3 * 1024 * 1024])
+def test_aws_chunked_signed_upload(s3, pbucket, store_s3, size):
+    payload = s3util.payload(size, seed=5)
+    r = s3.send_raw(_chunked_put(s3, pbucket, "chunked", payload), "PUT")
+    assert r.status == 200, r
+    assert r.header("etag") == '"%s"' % s3util.md5_hex(payload)
+    got = store_s3.get_object(Bucket=pbucket, Key="chunked")
+    assert got["Body"].read() == payload
+    assert got.get("ContentEncoding") in (None, ""), got.get("ContentEncoding")
+    assert_served_after(s3, pbucket)
+
+
+@pytest.mark.parametrize("corrupt, existed", [(0, False), (2, True), (5, False), (5, True)],
+                         ids=["first-new", "middle-existing", "final-new", "final-existing"])
+def test_aws_chunked_bad_chunk_signature(s3, pbucket, store_s3, corrupt, existed):
+    """300 KiB in 64 KiB chunks (5 data chunks + the final one); one signature is wrong."""
+    before = old_object(store_s3, pbucket, "chunked", existed)
+    payload = s3util.payload(300 * 1024 + 7, seed=6)
+    data = _chunked_put(s3, pbucket, "chunked", payload, corrupt=corrupt)
+    # the final chunk comes late: every payload byte has reached the proxy before it
+    final = data.rindex(b"\r\n0;chunk-signature=") + 2
+    refused_then_served(s3, pbucket, data, "PUT", 403, "SignatureDoesNotMatch", split_at=final)
+    assert at_store(store_s3, pbucket, "chunked") == before
+
+
+def _trailer_put(s3, bucket, key, payload, trailer_value):
+    hdrs = [("content-encoding", "aws-chunked"),
+            ("x-amz-decoded-content-length", str(len(payload))),
+            ("x-amz-trailer", "x-amz-checksum-crc32"),
+            ("x-amz-sdk-checksum-algorithm", "CRC32")]
+    signed = s3.sign("PUT", f"/{bucket}/{key}", hdrs, payload=awsv4.STREAMING_UNSIGNED_TRAILER)
+    body = awsv4.aws_chunked_unsigned_trailer(payload, 65536, "x-amz-checksum-crc32",
+                                              trailer_value)
+    return build("PUT", f"/{bucket}/{key}",
+                 signed.headers + [("content-length", str(len(body)))], body)
+
+
+@pytest.mark.parametrize("existed", [False, True], ids=["new", "existing"])
+def test_unsigned_trailer_checksum(s3, pbucket, store_s3, existed):
+    before = old_object(store_s3, pbucket, "trailer", existed)
+    payload = s3util.payload(200 * 1024 + 3, seed=7)
+    wrong = awsv4.crc32_b64(payload + b"!")
+    data = _trailer_put(s3, pbucket, "trailer", payload, wrong)
+    # the trailer comes late: the whole payload has reached the proxy before it
+    refused_then_served(s3, pbucket, data, "PUT", 400, "BadDigest",
+                        split_at=data.rindex(b"\r\n0\r\n") + 2)
+    assert at_store(store_s3, pbucket, "trailer") == before
+    # the right checksum goes through
+    r = s3.send_raw(_trailer_put(s3, pbucket, "trailer", payload, awsv4.crc32_b64(payload)),
+                    "PUT")
+    assert r.status == 200, r
+    assert store_s3.get_object(Bucket=pbucket, Key="trailer")["Body"].read() == payload
+
+
+def test_checksum_header_mismatch(s3, pbucket, store_s3):
+    payload = s3util.payload(100 * 1024, seed=8)
+    data = s3.raw("PUT", f"/{pbucket}/ck", body=payload,
+                  headers=[("x-amz-checksum-crc32", awsv4.crc32_b64(payload[1:]))])
+    refused_then_served(s3, pbucket, data, "PUT", 400, "BadDigest", split_at=len(data) - 1)
+    assert at_store(store_s3, pbucket, "ck") is None
+    r = s3.request("PUT", f"/{pbucket}/ck", body=payload,
+                   headers=[("x-amz-checksum-crc32", awsv4.crc32_b64(payload))])
+    assert r.status == 200, r
+    assert at_store(store_s3, pbucket, "ck") == ('"%s"' % s3util.md5_hex(payload), len(payload))
+
+
+def test_aws_chunked_without_decoded_length(s3, pbucket, store_s3):
+    payload = s3util.payload(1000, seed=9)
+    data = _chunked_put(s3, pbucket, "nodcl", payload, decoded=False)
+    refused_then_served(s3, pbucket, data, "PUT", 411, "MissingContentLength")
+    assert at_store(store_s3, pbucket, "nodcl") is None
+
+
+# ---------------------------------------------------------------------------------------
+# last: what the logs hold
+
+def test_zz_logs_hold_no_secrets_or_signatures(px):
+    """Every log line of every proxy this session started: no secret, no signature sent."""
+    assert len(awsv4.SENT_SIGNATURES) > 50
+    assert logscan.access_entries(px), "the access log is empty"
+    leaks = logscan.find_leaks(extra_secrets=[CLIENT[1], LIMITED[1]])
+    assert leaks == [], leaks
