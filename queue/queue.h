@@ -9,6 +9,18 @@
  * to callbacks are valid only during the callback.
  *
  * The scripts and keys are described in notes/replication.md.
+ *
+ * Return values (all calls below): 0, and then CB (which may be NULL) is called exactly once,
+ * never before the call returns - a call made while Redis is not connected completes with
+ * queue_err_unavailable on the next loop turn. -1 only for invalid arguments (NULL queue,
+ * empty bucket or key, no holder, malformed stamp, a mutation naming another object) or a
+ * queue being destroyed: CB is then never called.
+ *
+ * Intents: the member of s3tee:intents is the JSON object
+ *   {"site":"<this site>","holder":"<holder>","op":"put|delete|tags","bucket":"<bucket>",
+ *    "key":"<key, S3 URI-encoded with '/' kept (uri_decode_pool() reverses it)>"}
+ * built from the queue_write, so begin, commit and release must get the same holder, op,
+ * bucket and key. Its score is now_ms + intent_ttl_ms of the begin.
  */
 #ifndef S3TEE_QUEUE_QUEUE_H
 #define S3TEE_QUEUE_QUEUE_H
@@ -127,10 +139,18 @@ int queue_log_conflict(struct queue *q, const struct queue_conflict *c, queue_do
 /*
  * Raw access for the replicator and tools: a command built like redisAsyncCommandArgv,
  * completed with the hiredis reply (valid during the callback only; NULL on error).
+ * A Redis error reply comes with errstr == queue_err_reply and REPLY set (the error text).
  */
 struct redisReply;
 typedef void (*queue_raw_cb)(void *arg, const char *errstr, struct redisReply *reply);
 int queue_command_argv(struct queue *q, int argc, const char **argv, const size_t *argvlen,
                        queue_raw_cb cb, void *arg);
+/*
+ * The same with its own timeout (0 = command_timeout_ms): for blocking commands such as
+ * XREADGROUP ... BLOCK n, give more than n. A blocking command stalls every command behind
+ * it on the connection, so run those on a queue of their own.
+ */
+int queue_command_argv_timeout(struct queue *q, int64_t timeout_ms, int argc, const char **argv,
+                               const size_t *argvlen, queue_raw_cb cb, void *arg);
 
 #endif
