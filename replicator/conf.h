@@ -1,0 +1,73 @@
+/*
+ * conf.h - the replicator's configuration: directive table, defaults, validation.
+ *
+ * replicator.conf.example documents every directive at its default. Loading parses the file
+ * (file:line errors), fills defaults, checks required and cross-field rules, then loads the
+ * credentials file and checks that it has a 'peer' key for every peer.
+ */
+#ifndef S3TEE_REPLICATOR_CONF_H
+#define S3TEE_REPLICATOR_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct creds;
+
+/* One "peer SITE_ID URL" line: a remote site and its s3tee proxy. */
+struct repl_peer {
+    char *id;   /* site id (owned) */
+    char *url;  /* "http://host:port" or "https://...", no trailing '/' (owned) */
+    char *host; /* host[:port] as written in the URL: the Host header we sign (owned) */
+    int line;   /* line of the directive, for messages */
+};
+
+struct repl_conf {
+    char *path;               /* config file as given (owned) */
+
+    /* this site */
+    char *site_id;            /* our site id (owned) */
+    char *redis_host;         /* the site's Redis host (owned) */
+    int redis_port;           /* and port */
+    char *upstream;           /* local store base URL, no trailing '/' (owned) */
+    char *upstream_host;      /* its host[:port] for the Host header (owned) */
+    char *upstream_ca_file;   /* CA bundle for an https store, NULL = system (owned) */
+    int upstream_tls_verify;  /* verify the store's certificate */
+    char *region;             /* SigV4 region, at the store and at peers (owned) */
+    char *credentials_file;   /* path, resolved against the config's directory (owned) */
+    struct creds *creds;      /* loaded credentials (owned) */
+
+    /* peers */
+    struct repl_peer *peers;  /* in file order (owned) */
+    size_t npeers;            /* at least one */
+    char *peer_ca_file;       /* CA bundle for https peers, NULL = system (owned) */
+    int peer_tls_verify;      /* verify peers' certificates */
+
+    /* consuming */
+    int concurrency;          /* transfers in flight per process, across peers */
+    int batch;                /* XREADGROUP / XAUTOCLAIM COUNT */
+    int64_t block_ms;         /* XREADGROUP BLOCK */
+    int64_t retry_base_ms;    /* first backoff ceiling */
+    int64_t retry_max_ms;     /* largest backoff ceiling */
+    int max_attempts;         /* failures before the dead-letter stream */
+    int64_t claim_idle_ms;    /* XAUTOCLAIM min idle time */
+    char *consumer;           /* consumer name in every group (owned; default host-pid) */
+    int64_t command_timeout_ms;  /* per Redis command */
+    int64_t transfer_timeout_ms; /* a transfer with no progress for this long fails */
+
+    /* process */
+    char *log_level;          /* error|warn|info|debug (owned) */
+    char *error_log;          /* "stderr" or a path (owned) */
+    char *pid_file;           /* NULL = none (owned) */
+    char *metrics_file;       /* NULL = none; JSON snapshot (owned) */
+};
+
+/*
+ * repl_conf_load - parse, default and validate PATH, then load its credentials file.
+ * Returns the configuration (free with repl_conf_free), or NULL with one line in ERR:
+ *   "replicator.conf:7: peer: 'a' is this site (site_id); list the other sites"
+ */
+struct repl_conf *repl_conf_load(const char *path, char *err, size_t errlen);
+/* Frees CF and everything it owns (secrets are wiped by creds_destroy). NULL is a no-op. */
+void repl_conf_free(struct repl_conf *cf);
+
+#endif
