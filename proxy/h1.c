@@ -269,7 +269,12 @@ fe_send_head(void *fe, int status, const struct http_header *hdrs, size_t n, int
     size_t i;
 
     h->head_only = slice_eq(h->hreq.method, SLICE_LIT("HEAD")) || status == 204 || status == 304;
-    if (!h->body_done && status >= 300) {
+    if (!h->body_done && h->hreq.expect_continue && !h->continue_sent) {
+        /* the client waits for 100 Continue before sending its body and, given a final
+         * answer instead, may never send it: no bytes on this connection can be trusted
+         * to be body or next request */
+        h->keep_alive = 0;
+    } else if (!h->body_done && status >= 300) {
         /* an early answer while the client is still sending: keep the connection only if
          * the rest is small enough to read and drop */
         int64_t rest = h->chunked ? H1_DISCARD_LIMIT + 1 : h->body_left;
