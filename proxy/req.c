@@ -36,6 +36,9 @@
 #include "proxy/s3err.h"
 #include "common/upstream.h"
 #include "proxy/worker.h"
+#include "queue/queue.h"
+
+#include <hiredis/hiredis.h>
 #include "signing/auth.h"
 #include "signing/checksum.h"
 #include "signing/chunked.h"
@@ -87,6 +90,7 @@ struct req {
     unsigned body_ended : 1;          /* req_body_end() seen */
     unsigned body_verified : 1;       /* whole body verified: the last byte may go */
     unsigned body_paused : 1;         /* pause_body() sent to the front end */
+    unsigned expect_continue : 1;     /* the client waits for 100 Continue */
 
     /* store transfer */
     struct upstream_xfer *xfer;       /* live transfer, NULL when none */
@@ -99,6 +103,42 @@ struct req {
     unsigned head_sent : 1;           /* send_head() called */
     struct evbuffer *out;             /* scratch for send_body (owned) */
 
+    /* replication (notes/replication.md) */
+    int role;                         /* ROLE_NONE, ROLE_LOCAL (client write), ROLE_REPLICA */
+    const char *site_key;             /* replica writes: the peer site's id (config-owned) */
+    enum mutation_op mop;             /* what the write records */
+    struct queue_write qw;            /* bucket, key, lease holder for the queue calls */
+    char stamp[STAMP_TEXT_MAX];       /* stamp of this write (minted or received) */
+    char vv[VV_TEXT_MAX];             /* its version vector */
+    char tag_stamp[STAMP_TEXT_MAX];   /* replica PUT: stamp of the tags it carries */
+    struct queue_entry cur;           /* index entry before this write */
+    int64_t lease_deadline_ms;        /* stop waiting for a busy key (then 503) */
+    struct event *retry_timer;        /* re-tries a busy lease (owned) */
+    struct evbuffer *capture;         /* small request body kept for parsing (tagging XML) */
+    char *tags;                       /* URL-encoded tag set to record, NULL when none */
+    struct evbuffer *held;            /* store response body held until the commit (owned) */
+    unsigned hold_response : 1;       /* answer only after the queue recorded the write */
+    unsigned began : 1;               /* lease taken: must commit or release */
+    unsigned qbusy : 1;               /* a queue command is in flight (keeps the req alive) */
+    unsigned fence_pending : 1;       /* lease check before the last byte in flight */
+    unsigned copy_rewrite : 1;        /* CopyObject with COPY directive, sent as REPLACE */
+    unsigned multi_delete : 1;        /* DeleteObjects: each deleted key recorded after */
+    unsigned is_complete : 1;         /* CompleteMultipartUpload */
+
+    /* auxiliary store request (copy source HEAD, ListParts) */
+    struct upstream_xfer *aux;        /* live auxiliary transfer, NULL when none */
+    void (*aux_done)(struct req *r, const char *errstr); /* its continuation */
+    int aux_status;                   /* its response status */
+    struct http_header *aux_hdrs;     /* its response headers (pool) */
+    size_t naux, capaux;
+    struct evbuffer *aux_body;        /* its response body (owned, bounded) */
+    char *mpu_stamp;                  /* Complete: stamp minted at CreateMultipartUpload (pool) */
+    struct evbuffer *parts;           /* Complete: part sizes "n1,n2,..." (owned) */
+    int64_t parts_total;              /* Complete: sum of part sizes */
+    char *part_marker;                /* ListParts paging (pool) */
+    struct slice *del_keys;           /* DeleteObjects: keys the store deleted (pool) */
+    size_t ndel, idel;
+
     /* log */
     int64_t t_start_us;               /* req_create() */
     int64_t upstream_us;              /* time to the store's response head */
@@ -107,6 +147,13 @@ struct req {
 };
 
 static const struct upstream_xfer_ops xfer_ops;
+
+enum { ROLE_NONE = 0, ROLE_LOCAL, ROLE_REPLICA };
+
+static void repl_after_store(struct req *r);
+static struct slice aux_header(const struct req *r, const char *name);
+static void on_copy_head(struct req *r, const char *errstr);
+static void continue_start(struct req *r);
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
 
@@ -157,12 +204,32 @@ req_log(struct req *r)
 static void
 req_maybe_free(struct req *r)
 {
-    if (r->fe != NULL || r->xfer != NULL) {
+    if (r->fe != NULL || r->xfer != NULL || r->aux != NULL || r->qbusy) {
         return;
+    }
+    if (r->began) {
+        /* the write never reached a commit: give the key back (the intent goes with it) */
+        r->began = 0;
+        queue_release(r->w->q, &r->qw, NULL, NULL);
     }
     req_log(r);
     if (r->io_timer != NULL) {
         event_free(r->io_timer);
+    }
+    if (r->retry_timer != NULL) {
+        event_free(r->retry_timer);
+    }
+    if (r->capture != NULL) {
+        evbuffer_free(r->capture);
+    }
+    if (r->held != NULL) {
+        evbuffer_free(r->held);
+    }
+    if (r->aux_body != NULL) {
+        evbuffer_free(r->aux_body);
+    }
+    if (r->parts != NULL) {
+        evbuffer_free(r->parts);
     }
     if (r->sha != NULL) {
         EVP_MD_CTX_free(r->sha);
@@ -202,6 +269,10 @@ cancel_xfer(struct req *r)
     if (r->xfer != NULL) {
         upstream_abort(r->xfer);
         r->xfer = NULL;
+    }
+    if (r->aux != NULL) {
+        upstream_abort(r->aux);
+        r->aux = NULL;
     }
     if (r->io_timer != NULL) {
         evtimer_del(r->io_timer);
@@ -304,7 +375,9 @@ drop_request_header(struct slice name)
             return 1;
         }
     }
-    return 0;
+    /* replica-write headers and our hidden metadata are set by the proxy alone */
+    return slice_starts_with_nocase(name, SLICE_LIT("x-s3tee-")) ||
+           slice_starts_with_nocase(name, SLICE_LIT("x-amz-meta-s3tee-"));
 }
 
 static int
@@ -322,7 +395,8 @@ drop_response_header(struct slice name)
             return 1;
         }
     }
-    return 0;
+    /* stamps and vectors are s3tee's bookkeeping, never shown to clients */
+    return slice_starts_with_nocase(name, SLICE_LIT("x-amz-meta-s3tee-"));
 }
 
 static int
@@ -449,6 +523,9 @@ authenticate(struct req *r, struct auth_out *ao)
         }
     }
     ce = creds_find_client(r->cf->creds, ao->a.access_key);
+    if (ce == NULL && (ce = creds_find_site_key(r->cf->creds, ao->a.access_key)) != NULL) {
+        r->site_key = ce->site; /* a peer site's replicator */
+    }
     if (ce == NULL) {
         fail(r, S3ERR_INVALID_ACCESS_KEY, NULL);
         return -1;
@@ -660,29 +737,117 @@ lower_dup(struct pool *p, struct slice s)
     return slice_make(d, s.len);
 }
 
-static int
-start_upstream(struct req *r)
+/*
+ * Signs a request for the store with the store's key. SH holds the N headers to send
+ * (lowercase names) and has room for three more: host, x-amz-date and
+ * x-amz-content-sha256 are added here. Returns "Name: value" lines, NULL-terminated, in
+ * the pool; NULL when the request cannot be signed.
+ */
+static const char **
+sign_for_store(struct req *r, struct slice method, const char *path, const char *query,
+               struct sigv4_header *sh, size_t n, const char *payload)
 {
     const struct creds_entry *store = creds_store(r->cf->creds);
     const char *hostport = strstr(r->cf->upstream, "://");
-    struct sigv4_header *sh;
     struct sigv4_request sr;
-    struct upstream_xfer_args xa;
     const char **lines;
     char amz_date[TIMEUTIL_AMZ_LEN], date8[9], sig[65];
-    char *path, *query, *signed_list, *creq, *sts, *scope;
-    const char *payload, *errstr = NULL;
+    char *signed_list, *creq, *sts, *scope;
+    const char *errstr = NULL;
     const uint8_t *key;
-    size_t n = 0, i, sl;
+    size_t i, sl;
 
     hostport = hostport ? hostport + 3 : r->cf->upstream;
-    sh = pool_alloc(&r->pool, sizeof(*sh) * (r->nhdrs + 4));
-    sh[n++] = (struct sigv4_header){SLICE_LIT("host"),
-                                    slice_make(hostport, strcspn(hostport, "/"))};
     timeutil_amz_date((time_t)(timeutil_now_ms() / 1000), amz_date);
     memcpy(date8, amz_date, 8);
     date8[8] = '\0';
-    sh[n++] = (struct sigv4_header){SLICE_LIT("x-amz-date"), slice_cstr(pool_strndup(&r->pool, amz_date, 16))};
+    sh[n++] = (struct sigv4_header){SLICE_LIT("host"), slice_make(hostport, strcspn(hostport, "/"))};
+    sh[n++] = (struct sigv4_header){SLICE_LIT("x-amz-date"),
+                                    slice_cstr(pool_strndup(&r->pool, amz_date, 16))};
+    sh[n++] = (struct sigv4_header){SLICE_LIT("x-amz-content-sha256"), slice_cstr(payload)};
+    qsort(sh, n, sizeof(*sh), cmp_header_name);
+    /* signed: every header we send (repeated names join into one canonical line) */
+    sl = 0;
+    for (i = 0; i < n; i++) {
+        sl += sh[i].name.len + 1;
+    }
+    signed_list = pool_alloc(&r->pool, sl + 1);
+    sl = 0;
+    for (i = 0; i < n; i++) {
+        if (i > 0 && slice_eq(sh[i].name, sh[i - 1].name)) {
+            continue;
+        }
+        if (sl) {
+            signed_list[sl++] = ';';
+        }
+        memcpy(signed_list + sl, sh[i].name.ptr, sh[i].name.len);
+        sl += sh[i].name.len;
+    }
+    signed_list[sl] = '\0';
+    sr.method = method;
+    sr.canonical_uri = slice_cstr(path);
+    sr.query = slice_cstr(query);
+    sr.headers = sh;
+    sr.nheaders = n;
+    sr.payload_hash = slice_cstr(payload);
+    creq = sigv4_canonical_request(&r->pool, &sr, slice_make(signed_list, sl), 0, &errstr);
+    if (creq == NULL) {
+        log_error("req", "%s cannot sign for the store bucket=%.*s key=%.*s: %s", r->id,
+                  SLICE_ARGS(r->addr.bucket), SLICE_ARGS(r->addr.key), errstr);
+        return NULL;
+    }
+    scope = pool_printf(&r->pool, "%s/%s/s3/aws4_request", date8, r->cf->upstream_region);
+    sts = sigv4_string_to_sign(&r->pool, slice_make(amz_date, 16), slice_cstr(scope), creq);
+    key = sigv4_key_cache_get(&r->w->keys, slice_cstr(store->access_key),
+                              slice_cstr(store->secret), slice_make(date8, 8),
+                              slice_cstr(r->cf->upstream_region), SLICE_LIT("s3"));
+    sigv4_sign(key, sts, sig);
+    lines = pool_alloc(&r->pool, sizeof(*lines) * (n + 2));
+    for (i = 0; i < n; i++) {
+        lines[i] = pool_printf(&r->pool, "%.*s: %.*s", SLICE_ARGS(sh[i].name),
+                               SLICE_ARGS(sh[i].value));
+    }
+    lines[n] = pool_printf(&r->pool,
+                           "Authorization: AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, "
+                           "Signature=%s",
+                           store->access_key, scope, signed_list, sig);
+    lines[n + 1] = NULL;
+    return lines;
+}
+
+/* Metadata a COPY-directive copy takes from its source, so it can be sent as REPLACE. */
+static int
+copied_from_source(struct slice name)
+{
+    static const struct slice names[] = {
+        SLICE_LIT("content-type"),     SLICE_LIT("cache-control"), SLICE_LIT("content-disposition"),
+        SLICE_LIT("content-encoding"), SLICE_LIT("content-language"), SLICE_LIT("expires"),
+        SLICE_LIT("x-amz-website-redirect-location"),
+    };
+    size_t i;
+
+    if (slice_starts_with_nocase(name, SLICE_LIT("x-amz-meta-"))) {
+        return !slice_starts_with_nocase(name, SLICE_LIT("x-amz-meta-s3tee-"));
+    }
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (slice_eq_nocase(name, names[i])) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int
+start_upstream(struct req *r)
+{
+    struct sigv4_header *sh;
+    struct upstream_xfer_args xa;
+    const char **lines;
+    char *path, *query;
+    const char *payload;
+    size_t n = 0, i;
+
+    sh = pool_alloc(&r->pool, sizeof(*sh) * (r->nhdrs + r->naux + 8));
     /* a client's hex digest is passed on so the store checks it too; anything streamed
      * (aws-chunked, unsigned) goes as UNSIGNED-PAYLOAD, verified by us */
     if (r->mode == BODY_HEX) {
@@ -692,12 +857,15 @@ start_upstream(struct req *r)
     } else {
         payload = "UNSIGNED-PAYLOAD";
     }
-    sh[n++] = (struct sigv4_header){SLICE_LIT("x-amz-content-sha256"), slice_cstr(payload)};
     for (i = 0; i < r->nhdrs; i++) {
         struct slice name = r->hdrs[i].name, value = r->hdrs[i].value;
 
         if (drop_request_header(name)) {
             continue;
+        }
+        if (r->copy_rewrite && (slice_eq_nocase(name, SLICE_LIT("x-amz-metadata-directive")) ||
+                                copied_from_source(name))) {
+            continue; /* replaced by the source's values below */
         }
         if (r->mode == BODY_CHUNKED && slice_eq_nocase(name, SLICE_LIT("content-encoding"))) {
             /* "aws-chunked" is our framing, not the object's encoding */
@@ -722,58 +890,32 @@ start_upstream(struct req *r)
         }
         sh[n++] = (struct sigv4_header){lower_dup(&r->pool, name), value};
     }
-    qsort(sh, n, sizeof(*sh), cmp_header_name);
-    /* signed: every header we send (names are unique per S3 semantics; repeated ones join) */
-    sl = 0;
-    for (i = 0; i < n; i++) {
-        sl += sh[i].name.len + 1;
-    }
-    signed_list = pool_alloc(&r->pool, sl + 1);
-    sl = 0;
-    for (i = 0; i < n; i++) {
-        if (i > 0 && slice_eq(sh[i].name, sh[i - 1].name)) {
-            continue;
+    if (r->copy_rewrite) {
+        /* COPY would keep the source's stamp: send the source's metadata as REPLACE with
+         * a fresh stamp, pinned to the source version we read */
+        for (i = 0; i < r->naux; i++) {
+            if (copied_from_source(r->aux_hdrs[i].name)) {
+                sh[n++] = (struct sigv4_header){lower_dup(&r->pool, r->aux_hdrs[i].name),
+                                                r->aux_hdrs[i].value};
+            }
         }
-        if (sl) {
-            signed_list[sl++] = ';';
-        }
-        memcpy(signed_list + sl, sh[i].name.ptr, sh[i].name.len);
-        sl += sh[i].name.len;
+        sh[n++] = (struct sigv4_header){SLICE_LIT("x-amz-metadata-directive"), SLICE_LIT("REPLACE")};
+        sh[n++] = (struct sigv4_header){SLICE_LIT("x-amz-copy-source-if-match"),
+                                        aux_header(r, "etag")};
     }
-    signed_list[sl] = '\0';
-
+    if (r->role != ROLE_NONE && r->mop == MUT_PUT &&
+        (r->addr.op == S3_OP_PUT_OBJECT || r->addr.op == S3_OP_COPY_OBJECT ||
+         r->addr.op == S3_OP_CREATE_MULTIPART)) {
+        sh[n++] = (struct sigv4_header){SLICE_LIT("x-amz-meta-s3tee-stamp"), slice_cstr(r->stamp)};
+        sh[n++] = (struct sigv4_header){SLICE_LIT("x-amz-meta-s3tee-vv"), slice_cstr(r->vv)};
+    }
     path = s3addr_upstream_path(&r->pool, &r->addr);
     query = upstream_query(r);
-    sr.method = r->method;
-    sr.canonical_uri = slice_cstr(path);
-    sr.query = slice_cstr(query);
-    sr.headers = sh;
-    sr.nheaders = n;
-    sr.payload_hash = slice_cstr(payload);
-    creq = sigv4_canonical_request(&r->pool, &sr, slice_make(signed_list, sl), 0, &errstr);
-    if (creq == NULL) {
-        log_error("req", "%s cannot sign for the store bucket=%.*s key=%.*s: %s", r->id,
-                  SLICE_ARGS(r->addr.bucket), SLICE_ARGS(r->addr.key), errstr);
+    lines = sign_for_store(r, r->method, path, query, sh, n, payload);
+    if (lines == NULL) {
         fail(r, S3ERR_INTERNAL_ERROR, NULL);
         return -1;
     }
-    scope = pool_printf(&r->pool, "%s/%s/s3/aws4_request", date8, r->cf->upstream_region);
-    sts = sigv4_string_to_sign(&r->pool, slice_make(amz_date, 16), slice_cstr(scope), creq);
-    key = sigv4_key_cache_get(&r->w->keys, slice_cstr(store->access_key),
-                              slice_cstr(store->secret), slice_make(date8, 8),
-                              slice_cstr(r->cf->upstream_region), SLICE_LIT("s3"));
-    sigv4_sign(key, sts, sig);
-
-    lines = pool_alloc(&r->pool, sizeof(*lines) * (n + 2));
-    for (i = 0; i < n; i++) {
-        lines[i] = pool_printf(&r->pool, "%.*s: %.*s", SLICE_ARGS(sh[i].name),
-                               SLICE_ARGS(sh[i].value));
-    }
-    lines[n] = pool_printf(&r->pool,
-                           "Authorization: AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, "
-                           "Signature=%s",
-                           store->access_key, scope, signed_list, sig);
-    lines[n + 1] = NULL;
     xa.method = pool_strndup(&r->pool, r->method.ptr, r->method.len);
     xa.path_query = query[0] ? pool_printf(&r->pool, "%s?%s", path, query) : path;
     xa.headers = lines;
@@ -784,6 +926,122 @@ start_upstream(struct req *r)
         return -1;
     }
     return 0;
+}
+
+/* ---- auxiliary store requests (HEAD of a copy source, ListParts) ------------------------------ */
+
+typedef void (*aux_done_fn)(struct req *r, const char *errstr);
+
+static size_t
+aux_read_body(void *arg, char *buf, size_t max)
+{
+    (void)arg;
+    (void)buf;
+    (void)max;
+    return 0;
+}
+
+static void
+aux_on_header(void *arg, struct slice name, struct slice value)
+{
+    struct req *r = arg;
+
+    if (r->naux == r->capaux) {
+        struct http_header *nh;
+
+        r->capaux = r->capaux ? r->capaux * 2 : 16;
+        nh = pool_alloc(&r->pool, sizeof(*nh) * r->capaux);
+        if (r->naux) {
+            memcpy(nh, r->aux_hdrs, sizeof(*nh) * r->naux);
+        }
+        r->aux_hdrs = nh;
+    }
+    r->aux_hdrs[r->naux].name = pool_slice_dup(&r->pool, name);
+    r->aux_hdrs[r->naux].value = pool_slice_dup(&r->pool, value);
+    r->naux++;
+}
+
+static void
+aux_on_head(void *arg, int status)
+{
+    struct req *r = arg;
+
+    r->aux_status = status;
+}
+
+static int
+aux_on_body(void *arg, const char *data, size_t len)
+{
+    struct req *r = arg;
+
+    /* listings of 1000 parts are ~150 KiB; anything past 8 MiB is not a listing */
+    if (evbuffer_get_length(r->aux_body) + len <= 8 * 1024 * 1024) {
+        evbuffer_add(r->aux_body, data, len);
+    }
+    return 0;
+}
+
+static void
+aux_on_done(void *arg, const char *errstr)
+{
+    struct req *r = arg;
+    aux_done_fn done = r->aux_done;
+
+    r->aux = NULL;
+    r->aux_done = NULL;
+    if (r->fe == NULL) {
+        req_maybe_free(r);
+        return;
+    }
+    done(r, errstr);
+}
+
+static const struct upstream_xfer_ops aux_ops = {
+    .read_body = aux_read_body,
+    .on_header = aux_on_header,
+    .on_head = aux_on_head,
+    .on_body = aux_on_body,
+    .on_done = aux_on_done,
+};
+
+/* Starts a body-less METHOD on PATH?QUERY at the store; DONE runs once with its result in
+ * r->aux_status, r->aux_hdrs and r->aux_body. */
+static int
+aux_start(struct req *r, const char *method, const char *path, const char *query, aux_done_fn done)
+{
+    struct sigv4_header sh[3];
+    struct upstream_xfer_args xa;
+    const char **lines = sign_for_store(r, slice_cstr(method), path, query, sh, 0, EMPTY_SHA256);
+
+    if (lines == NULL) {
+        return -1;
+    }
+    r->naux = 0;
+    r->aux_status = 0;
+    if (r->aux_body == NULL) {
+        r->aux_body = evbuffer_new();
+    }
+    evbuffer_drain(r->aux_body, evbuffer_get_length(r->aux_body));
+    xa.method = method;
+    xa.path_query = query[0] ? pool_printf(&r->pool, "%s?%s", path, query) : path;
+    xa.headers = lines;
+    xa.body_length = -1;
+    r->aux_done = done;
+    r->aux = upstream_start(r->w->up, &xa, &aux_ops, r);
+    return r->aux ? 0 : -1;
+}
+
+static struct slice
+aux_header(const struct req *r, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < r->naux; i++) {
+        if (slice_eq_nocase(r->aux_hdrs[i].name, slice_cstr(name))) {
+            return r->aux_hdrs[i].value;
+        }
+    }
+    return SLICE_NULL;
 }
 
 /* ---- watchdog -------------------------------------------------------------------------------- */
@@ -834,6 +1092,843 @@ touch(struct req *r)
     evtimer_add(r->io_timer, &tv);
 }
 
+/* ---- replication ------------------------------------------------------------------------------ */
+
+static void
+add_resp_header(struct req *r, struct slice name, struct slice value)
+{
+    if (r->nresp == r->capresp) {
+        struct http_header *nh;
+
+        r->capresp = r->capresp ? r->capresp * 2 : 16;
+        nh = pool_alloc(&r->pool, sizeof(*nh) * r->capresp);
+        if (r->nresp) {
+            memcpy(nh, r->resp_hdrs, sizeof(*nh) * r->nresp);
+        }
+        r->resp_hdrs = nh;
+    }
+    r->resp_hdrs[r->nresp].name = pool_slice_dup(&r->pool, name);
+    r->resp_hdrs[r->nresp].value = pool_slice_dup(&r->pool, value);
+    r->nresp++;
+}
+
+/* A short answer the proxy makes itself (replica verdicts); empty body. */
+static void
+respond_empty(struct req *r, int status, const char *result)
+{
+    struct http_header h[2] = {
+        {SLICE_LIT("x-amz-request-id"), slice_cstr(r->id)},
+        {SLICE_LIT("x-s3tee-result"), slice_cstr(result)},
+    };
+
+    if (r->fe == NULL) {
+        return;
+    }
+    r->status = status;
+    r->head_sent = 1;
+    r->ops->send_head(r->fe, status, h, 2, 0);
+    release_fe(r, 1);
+}
+
+static int
+local_recorded(enum s3_op op)
+{
+    return op == S3_OP_PUT_OBJECT || op == S3_OP_COPY_OBJECT || op == S3_OP_DELETE_OBJECT ||
+           op == S3_OP_PUT_OBJECT_TAGGING || op == S3_OP_DELETE_OBJECT_TAGGING ||
+           op == S3_OP_CREATE_MULTIPART || op == S3_OP_COMPLETE_MULTIPART ||
+           op == S3_OP_DELETE_OBJECTS;
+}
+
+/* "bucket/key" or "/bucket/key" (URL-encoded, maybe "?versionId=") -> decoded parts. */
+static int
+parse_copy_source(struct req *r, struct slice src, struct slice *bucket, struct slice *key,
+                  struct slice *version)
+{
+    struct slice dec;
+    long q = slice_index(src, '?'), slash;
+
+    *version = SLICE_NULL;
+    if (q >= 0) {
+        struct slice qs = slice_make(src.ptr + q + 1, src.len - (size_t)q - 1);
+
+        if (slice_starts_with(qs, SLICE_LIT("versionId="))) {
+            *version = slice_make(qs.ptr + 10, qs.len - 10);
+        }
+        src.len = (size_t)q;
+    }
+    if (src.len && src.ptr[0] == '/') {
+        src.ptr++;
+        src.len--;
+    }
+    if (uri_decode_pool(&r->pool, src, 0, &dec) != 0 || (slash = slice_index(dec, '/')) <= 0) {
+        return -1;
+    }
+    *bucket = slice_make(dec.ptr, (size_t)slash);
+    *key = slice_make(dec.ptr + slash + 1, dec.len - (size_t)slash - 1);
+    return 0;
+}
+
+static enum mutation_op
+op_to_mutation(enum s3_op op)
+{
+    switch (op) {
+    case S3_OP_DELETE_OBJECT:
+        return MUT_DELETE;
+    case S3_OP_PUT_OBJECT_TAGGING:
+    case S3_OP_DELETE_OBJECT_TAGGING:
+        return MUT_TAGS;
+    default:
+        return MUT_PUT;
+    }
+}
+
+/*
+ * Decides whether this request is a recorded client write (ROLE_LOCAL), a peer's replica
+ * write (ROLE_REPLICA) or neither. Returns -1 after answering an error.
+ */
+static int
+repl_decide(struct req *r)
+{
+    size_t i;
+
+    for (i = 0; i < r->nhdrs && r->site_key == NULL; i++) {
+        if (slice_starts_with_nocase(r->hdrs[i].name, SLICE_LIT("x-s3tee-")) ||
+            slice_starts_with_nocase(r->hdrs[i].name, SLICE_LIT("x-amz-meta-s3tee-"))) {
+            fail(r, S3ERR_INVALID_ARGUMENT,
+                 "Headers x-s3tee-* and metadata x-amz-meta-s3tee-* are reserved for s3tee.");
+            return -1;
+        }
+    }
+    if (r->site_key != NULL) {
+        struct slice st = hdr_value(r, "x-s3tee-stamp"), vv = hdr_value(r, "x-s3tee-vv");
+        struct stamp parsed;
+        struct vv pv;
+
+        if (st.ptr == NULL) {
+            if (s3_op_is_mutation(r->addr.op)) {
+                fail(r, S3ERR_INVALID_REQUEST, "A site key writes only replica writes, which "
+                                               "carry x-s3tee-stamp.");
+                return -1;
+            }
+            return 0; /* a peer reading, e.g. for resync */
+        }
+        if (stamp_parse(st, &parsed) != 0 || vv_parse(vv, &pv) != 0 || st.len >= STAMP_TEXT_MAX ||
+            vv.len >= VV_TEXT_MAX) {
+            fail(r, S3ERR_INVALID_ARGUMENT, "x-s3tee-stamp or x-s3tee-vv is malformed.");
+            return -1;
+        }
+        memcpy(r->stamp, st.ptr, st.len);
+        r->stamp[st.len] = '\0';
+        memcpy(r->vv, vv.ptr, vv.len);
+        r->vv[vv.len] = '\0';
+        r->role = ROLE_REPLICA;
+    } else if (local_recorded(r->addr.op) && s3addr_param(&r->addr, "versionId") == NULL &&
+               proxy_conf_repl_mode(r->cf, r->addr.bucket.ptr, r->addr.bucket.len) == REPL_ASYNC) {
+        r->role = ROLE_LOCAL;
+    } else {
+        if (r->addr.op == S3_OP_PUT_BUCKET_CONFIG && r->addr.subresource != NULL &&
+            strcmp(r->addr.subresource, "lifecycle") == 0 &&
+            proxy_conf_repl_mode(r->cf, r->addr.bucket.ptr, r->addr.bucket.len) != REPL_OFF) {
+            fail(r, S3ERR_INVALID_REQUEST,
+                 pool_printf(&r->pool,
+                             "Lifecycle rules are refused on replicated bucket '%.*s': each "
+                             "site's store would expire objects on its own schedule. Turn "
+                             "replication off for the bucket (bucket_replication) to use them.",
+                             SLICE_ARGS(r->addr.bucket)));
+            return -1;
+        }
+        return 0;
+    }
+    if (r->addr.op == S3_OP_COPY_OBJECT && r->role == ROLE_LOCAL) {
+        struct slice dir = hdr_value(r, "x-amz-metadata-directive"), sb, sk, sv;
+
+        if (dir.ptr == NULL || slice_eq_nocase(dir, SLICE_LIT("COPY"))) {
+            if (parse_copy_source(r, hdr_value(r, "x-amz-copy-source"), &sb, &sk, &sv) == 0 &&
+                slice_eq(sb, r->addr.bucket) && slice_eq(sk, r->addr.key) && sv.ptr == NULL &&
+                hdr_value(r, "x-amz-storage-class").ptr == NULL &&
+                hdr_value(r, "x-amz-server-side-encryption").ptr == NULL &&
+                hdr_value(r, "x-amz-website-redirect-location").ptr == NULL) {
+                fail(r, S3ERR_INVALID_REQUEST,
+                     "This copy request is illegal because it is trying to copy an object to "
+                     "itself without changing the object's metadata, storage class, website "
+                     "redirect location or encryption attributes.");
+                return -1;
+            }
+            r->copy_rewrite = 1;
+        }
+    }
+    r->multi_delete = r->addr.op == S3_OP_DELETE_OBJECTS;
+    r->is_complete = r->addr.op == S3_OP_COMPLETE_MULTIPART;
+    r->mop = op_to_mutation(r->addr.op);
+    r->qw.bucket = r->addr.bucket;
+    r->qw.key = r->addr.key;
+    r->qw.holder = r->id;
+    r->qw.lease_ms = r->cf->lease_ms;
+    r->qw.op = r->mop;
+    r->qw.intent_ttl_ms = r->cf->lease_ms + r->cf->upstream_io_timeout_ms +
+                          r->cf->upstream_first_byte_timeout_ms;
+    r->lease_deadline_ms = timeutil_now_ms() + r->cf->lease_wait_ms;
+    if (r->mop == MUT_PUT && r->addr.op != S3_OP_COPY_OBJECT) {
+        struct slice tg = hdr_value(r, "x-amz-tagging");
+
+        r->tags = tg.ptr ? pool_strndup(&r->pool, tg.ptr, tg.len) : pool_strndup(&r->pool, "", 0);
+    } else if (r->addr.op == S3_OP_DELETE_OBJECT_TAGGING) {
+        r->tags = pool_strndup(&r->pool, "", 0);
+    } else if (r->addr.op == S3_OP_PUT_OBJECT_TAGGING) {
+        r->capture = evbuffer_new(); /* the Tagging XML is parsed at commit */
+    }
+    return 0;
+}
+
+static void repl_begin(struct req *r);
+
+static void
+on_retry_begin(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    repl_begin(arg);
+}
+
+static void
+on_begin(void *arg, const char *errstr, const struct queue_begin_result *res)
+{
+    struct req *r = arg;
+    struct timeval tv = {0, 20000};
+
+    r->qbusy = 0;
+    if (errstr == NULL && res->verdict == QUEUE_GO) {
+        r->began = 1; /* from here on the lease is ours to release or commit */
+        r->cur = res->cur;
+        if (r->role == ROLE_LOCAL) {
+            snprintf(r->stamp, sizeof(r->stamp), "%s", res->stamp);
+            snprintf(r->vv, sizeof(r->vv), "%s", res->vv);
+        }
+        if (r->is_complete && r->role == ROLE_LOCAL && r->mpu_stamp != NULL) {
+            /* a multipart upload is ordered by the stamp it took at Create (DESIGN.md) */
+            struct stamp mine, cur;
+
+            if (r->cur.stamp[0] != '\0' && stamp_parse(slice_cstr(r->cur.stamp), &cur) == 0 &&
+                stamp_parse(slice_cstr(r->mpu_stamp), &mine) == 0 && stamp_cmp(&cur, &mine) > 0) {
+                log_warn("repl", "%s multipart upload of bucket=%.*s key=%.*s (stamp %s) lost to "
+                                 "the newer write %s; completion refused",
+                         r->id, SLICE_ARGS(r->addr.bucket), SLICE_ARGS(r->addr.key), r->mpu_stamp,
+                         r->cur.stamp);
+                if (r->fe != NULL) {
+                    fail(r, S3ERR_OPERATION_ABORTED,
+                         "A newer write to this key superseded the multipart upload, which was "
+                         "started before it. Upload again to replace it.");
+                }
+                req_maybe_free(r);
+                return;
+            }
+            snprintf(r->stamp, sizeof(r->stamp), "%s", r->mpu_stamp);
+        }
+    }
+    if (r->fe == NULL) {
+        req_maybe_free(r); /* the client left while we waited */
+        return;
+    }
+    if (errstr != NULL) {
+        log_warn("repl", "%s site queue unavailable for bucket=%.*s key=%.*s: %s", r->id,
+                 SLICE_ARGS(r->addr.bucket), SLICE_ARGS(r->addr.key), errstr);
+        fail(r, S3ERR_SLOW_DOWN, "The site's replication queue is unavailable; the write was not "
+                                 "accepted. Please retry.");
+        req_maybe_free(r);
+        return;
+    }
+    switch (res->verdict) {
+    case QUEUE_GO:
+        continue_start(r);
+        return;
+    case QUEUE_BUSY:
+        if (timeutil_now_ms() < r->lease_deadline_ms) {
+            if (r->retry_timer == NULL) {
+                r->retry_timer = evtimer_new(r->w->evb, on_retry_begin, r);
+            }
+            evtimer_add(r->retry_timer, &tv);
+            return;
+        }
+        fail(r, S3ERR_SLOW_DOWN, "Another write to this key is still in progress. Please retry.");
+        break;
+    case QUEUE_STALE:
+        log_debug("repl", "%s replica from site %s for bucket=%.*s key=%.*s is stale (%s)", r->id,
+                  r->site_key, SLICE_ARGS(r->addr.bucket), SLICE_ARGS(r->addr.key), r->stamp);
+        respond_empty(r, 200, "stale");
+        break;
+    case QUEUE_FUTURE:
+        log_warn("repl", "ALARM clock: site %s sent stamp %s for bucket=%.*s key=%.*s, more than "
+                         "%lldms ahead of this site's clock; refused until its clock is fixed",
+                 r->site_key, r->stamp, SLICE_ARGS(r->addr.bucket), SLICE_ARGS(r->addr.key),
+                 (long long)r->cf->max_clock_offset_ms);
+        respond_empty(r, 503, "future");
+        break;
+    }
+    req_maybe_free(r);
+}
+
+static void
+repl_begin(struct req *r)
+{
+    int rc;
+
+    r->qw.now_ms = timeutil_now_ms();
+    r->qbusy = 1;
+    if (r->role == ROLE_LOCAL) {
+        rc = queue_begin_local(r->w->q, &r->qw, on_begin, r);
+    } else {
+        rc = queue_begin_replica(r->w->q, &r->qw, slice_cstr(r->stamp), r->cf->max_clock_offset_ms,
+                                 on_begin, r);
+    }
+    if (rc != 0) {
+        r->qbusy = 0;
+        fail(r, S3ERR_SLOW_DOWN, "The site's replication queue is unavailable. Please retry.");
+        req_maybe_free(r);
+    }
+}
+
+static void
+on_fence(void *arg, const char *errstr, int held)
+{
+    struct req *r = arg;
+
+    r->qbusy = 0;
+    r->fence_pending = 0;
+    if (r->fe == NULL) {
+        req_maybe_free(r);
+        return;
+    }
+    if (errstr != NULL || !held) {
+        log_warn("repl", "%s lease on bucket=%.*s key=%.*s %s before the last byte; store write "
+                         "aborted",
+                 r->id, SLICE_ARGS(r->addr.bucket), SLICE_ARGS(r->addr.key),
+                 errstr ? "could not be checked" : "was lost");
+        fail(r, S3ERR_SLOW_DOWN, "The write lost its lease on the key. Please retry.");
+        req_maybe_free(r);
+        return;
+    }
+    r->body_verified = 1;
+    if (r->xfer != NULL) {
+        touch(r);
+        upstream_resume_body(r->xfer);
+    }
+}
+
+/* The fence: the last byte goes to the store only while the lease is still ours. */
+static void
+repl_fence(struct req *r)
+{
+    int64_t margin = r->cf->lease_ms / 3 < 2000 ? r->cf->lease_ms / 3 : 2000;
+
+    r->qbusy = 1;
+    r->fence_pending = 1;
+    r->qw.now_ms = timeutil_now_ms();
+    if (queue_check_lease(r->w->q, &r->qw, margin, on_fence, r) != 0) {
+        on_fence(r, queue_err_unavailable, 0);
+    }
+}
+
+static int
+xml_text(struct slice in, const char *open, const char *close, size_t *pos, struct slice *out)
+{
+    const char *a = memmem(in.ptr + *pos, in.len - *pos, open, strlen(open)), *b;
+
+    if (a == NULL) {
+        return -1;
+    }
+    a += strlen(open);
+    b = memmem(a, (size_t)(in.ptr + in.len - a), close, strlen(close));
+    if (b == NULL) {
+        return -1;
+    }
+    *out = slice_make(a, (size_t)(b - a));
+    *pos = (size_t)(b - in.ptr) + strlen(close);
+    return 0;
+}
+
+static struct slice
+xml_unescape(struct pool *p, struct slice s)
+{
+    static const struct {
+        const char *ent;
+        char c;
+    } ents[] = {{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
+    char *o = pool_alloc(p, s.len + 1);
+    size_t i = 0, n = 0, k;
+
+    while (i < s.len) {
+        int done = 0;
+
+        for (k = 0; s.ptr[i] == '&' && k < sizeof(ents) / sizeof(ents[0]); k++) {
+            size_t el = strlen(ents[k].ent);
+
+            if (s.len - i >= el && memcmp(s.ptr + i, ents[k].ent, el) == 0) {
+                o[n++] = ents[k].c;
+                i += el;
+                done = 1;
+                break;
+            }
+        }
+        if (!done) {
+            o[n++] = s.ptr[i++];
+        }
+    }
+    o[n] = '\0';
+    return slice_make(o, n);
+}
+
+/* Tagging XML (<Tag><Key>k</Key><Value>v</Value></Tag>...) -> "k=v&..." URL-encoded. */
+static char *
+tags_from_xml(struct pool *p, struct slice xml)
+{
+    struct evbuffer *b = evbuffer_new();
+    size_t pos = 0, len;
+    struct slice tag, k, v;
+    char *out;
+
+    while (xml_text(xml, "<Tag>", "</Tag>", &pos, &tag) == 0) {
+        size_t tp = 0, tp2 = 0;
+
+        if (xml_text(tag, "<Key>", "</Key>", &tp, &k) != 0) {
+            continue;
+        }
+        if (xml_text(tag, "<Value>", "</Value>", &tp2, &v) != 0) {
+            v = SLICE_LIT("");
+        }
+        evbuffer_add_printf(b, "%s%s=%s", evbuffer_get_length(b) ? "&" : "",
+                            uri_encode_pool(p, xml_unescape(p, k), 0),
+                            uri_encode_pool(p, xml_unescape(p, v), 0));
+    }
+    len = evbuffer_get_length(b);
+    out = pool_alloc(p, len + 1);
+    evbuffer_remove(b, out, len);
+    out[len] = '\0';
+    evbuffer_free(b);
+    return out;
+}
+
+static struct slice
+resp_header(const struct req *r, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < r->nresp; i++) {
+        if (slice_eq_nocase(r->resp_hdrs[i].name, slice_cstr(name))) {
+            return r->resp_hdrs[i].value;
+        }
+    }
+    return SLICE_NULL;
+}
+
+/* Sends the store's answer that was held back during the commit. */
+static void
+send_held(struct req *r)
+{
+    if (r->fe == NULL) {
+        return;
+    }
+    if (r->role == ROLE_REPLICA) {
+        add_resp_header(r, SLICE_LIT("x-s3tee-result"), SLICE_LIT("applied"));
+    }
+    if (r->role != ROLE_NONE && r->stamp[0] != '\0') {
+        add_resp_header(r, SLICE_LIT("x-s3tee-stamp"), slice_cstr(r->stamp));
+    }
+    r->head_sent = 1;
+    r->ops->send_head(r->fe, r->status, r->resp_hdrs, r->nresp, r->resp_length);
+    if (r->held != NULL && evbuffer_get_length(r->held) > 0) {
+        r->bytes_out += (int64_t)evbuffer_get_length(r->held);
+        r->ops->send_body(r->fe, r->held);
+    }
+    release_fe(r, 1);
+}
+
+/* Replica write that beat a concurrent local one: the loser's origin (us) logs it once. */
+static void
+repl_check_conflict(struct req *r)
+{
+    struct vv in, cur;
+    struct stamp cs;
+    struct queue_conflict c;
+
+    if (r->role != ROLE_REPLICA || r->mop == MUT_TAGS || !r->cur.exists || r->cur.stamp[0] == '\0' ||
+        vv_parse(slice_cstr(r->vv), &in) != 0 || vv_parse(slice_cstr(r->cur.vv), &cur) != 0 ||
+        vv_compare(&in, &cur) != VV_CONCURRENT || stamp_parse(slice_cstr(r->cur.stamp), &cs) != 0 ||
+        strcmp(cs.site, r->cf->site_id) != 0) {
+        return;
+    }
+    memset(&c, 0, sizeof(c));
+    c.bucket = r->addr.bucket;
+    c.key = r->addr.key;
+    c.winner_stamp = slice_cstr(r->stamp);
+    c.loser_stamp = slice_cstr(r->cur.stamp);
+    c.winner_etag = hdr_value(r, "x-s3tee-origin-etag");
+    c.loser_etag = slice_cstr(r->cur.deleted ? "" : r->cur.etag);
+    c.loser_size = r->cur.deleted ? 0 : r->cur.size;
+    c.kept_at = SLICE_LIT("");
+    log_warn("repl", "conflict bucket=%.*s key=%.*s: write %s from site %s wins over concurrent "
+                     "local %s %s (etag %s); recorded in the conflict log",
+             SLICE_ARGS(r->addr.bucket), SLICE_ARGS(r->addr.key), r->stamp, r->site_key,
+             r->cur.deleted ? "delete" : "write", r->cur.stamp, r->cur.etag);
+    queue_log_conflict(r->w->q, &c, NULL, NULL);
+}
+
+static void
+on_commit(void *arg, const char *errstr)
+{
+    struct req *r = arg;
+
+    r->qbusy = 0;
+    r->began = 0; /* the commit script released the lease (or it lapsed) */
+    if (errstr != NULL) {
+        log_error("repl", "%s write to bucket=%.*s key=%.*s is in the store but could not be "
+                          "queued (%s); its intent stays for a replicator to settle",
+                  r->id, SLICE_ARGS(r->addr.bucket), SLICE_ARGS(r->addr.key), errstr);
+        fail(r, S3ERR_SLOW_DOWN, "The write was stored at this site but could not be queued for "
+                                 "replication. Please retry.");
+        req_maybe_free(r);
+        return;
+    }
+    repl_check_conflict(r);
+    send_held(r);
+    req_maybe_free(r);
+}
+
+/* ---- multipart: the stamp taken at Create, the part sizes at Complete ------------------------- */
+
+#define MPU_KEY_TTL_MS "604800000" /* S3 keeps incomplete uploads for days; a week covers it */
+
+static void
+on_mpu_saved(void *arg, const char *errstr, struct redisReply *reply)
+{
+    struct req *r = arg;
+
+    (void)reply;
+    r->qbusy = 0;
+    if (errstr != NULL) {
+        log_warn("repl", "%s could not remember the stamp of a multipart upload of bucket=%.*s "
+                         "key=%.*s (%s); it will get a fresh stamp at completion",
+                 r->id, SLICE_ARGS(r->addr.bucket), SLICE_ARGS(r->addr.key), errstr);
+    }
+    r->began = 0;
+    queue_release(r->w->q, &r->qw, NULL, NULL);
+    send_held(r);
+    req_maybe_free(r);
+}
+
+/* CreateMultipartUpload succeeded: keep its stamp under the upload id for Complete. */
+static void
+mpu_save_stamp(struct req *r)
+{
+    size_t n = r->held ? evbuffer_get_length(r->held) : 0, pos = 0;
+    const char *xml = n ? (const char *)evbuffer_pullup(r->held, (ev_ssize_t)n) : "";
+    struct slice id;
+    const char *argv[6];
+    size_t argvlen[6];
+    char *key;
+
+    if (xml_text(slice_make(xml, n), "<UploadId>", "</UploadId>", &pos, &id) != 0) {
+        on_mpu_saved(r, NULL, NULL);
+        return;
+    }
+    key = pool_printf(&r->pool, "s3tee:mpu:%.*s", SLICE_ARGS(id));
+    argv[0] = "SET";
+    argv[1] = key;
+    argv[2] = r->stamp;
+    argv[3] = "PX";
+    argv[4] = MPU_KEY_TTL_MS;
+    for (pos = 0; pos < 5; pos++) {
+        argvlen[pos] = strlen(argv[pos]);
+    }
+    r->qbusy = 1;
+    if (queue_command_argv(r->w->q, 5, argv, argvlen, on_mpu_saved, r) != 0) {
+        on_mpu_saved(r, queue_err_unavailable, NULL);
+    }
+}
+
+static void on_parts(struct req *r, const char *errstr);
+
+static void
+list_parts_page(struct req *r)
+{
+    const struct s3_param *id = s3addr_param(&r->addr, "uploadId");
+    char *path = s3addr_upstream_path(&r->pool, &r->addr);
+    char *query = pool_printf(&r->pool, "max-parts=1000&part-number-marker=%s&uploadId=%s",
+                              r->part_marker ? r->part_marker : "0",
+                              uri_encode_pool(&r->pool, id ? id->value : SLICE_LIT(""), 0));
+
+    if (aux_start(r, "GET", path, query, on_parts) != 0) {
+        fail(r, S3ERR_INTERNAL_ERROR, NULL);
+        req_maybe_free(r);
+    }
+}
+
+/* ListParts page: sizes in part order; the peer rebuilds the object with the same parts. */
+static void
+on_parts(struct req *r, const char *errstr)
+{
+    size_t n = evbuffer_get_length(r->aux_body), pos = 0;
+    const char *xml = n ? (const char *)evbuffer_pullup(r->aux_body, (ev_ssize_t)n) : "";
+    struct slice body = slice_make(xml, n), part, v;
+    uint64_t size;
+
+    if (errstr != NULL || r->aux_status != 200) {
+        /* the store will refuse the Complete the same way; let it answer */
+        repl_begin(r);
+        return;
+    }
+    if (r->parts == NULL) {
+        r->parts = evbuffer_new();
+    }
+    while (xml_text(body, "<Part>", "</Part>", &pos, &part) == 0) {
+        size_t pp = 0;
+
+        if (xml_text(part, "<Size>", "</Size>", &pp, &v) == 0 && slice_to_u64(v, &size) == 0) {
+            evbuffer_add_printf(r->parts, "%s%llu", evbuffer_get_length(r->parts) ? "," : "",
+                                (unsigned long long)size);
+            r->parts_total += (int64_t)size;
+        }
+    }
+    pos = 0;
+    if (memmem(xml, n, "<IsTruncated>true</IsTruncated>", 31) != NULL &&
+        xml_text(body, "<NextPartNumberMarker>", "</NextPartNumberMarker>", &pos, &v) == 0) {
+        r->part_marker = pool_strndup(&r->pool, v.ptr, v.len);
+        list_parts_page(r);
+        return;
+    }
+    repl_begin(r);
+}
+
+static void
+on_mpu_stamp(void *arg, const char *errstr, struct redisReply *reply)
+{
+    struct req *r = arg;
+
+    r->qbusy = 0;
+    if (r->fe == NULL) {
+        req_maybe_free(r);
+        return;
+    }
+    if (errstr != NULL) {
+        fail(r, S3ERR_SLOW_DOWN, "The site's replication queue is unavailable. Please retry.");
+        req_maybe_free(r);
+        return;
+    }
+    if (reply != NULL && reply->type == REDIS_REPLY_STRING) {
+        r->mpu_stamp = pool_strndup(&r->pool, reply->str, (size_t)reply->len);
+    } else {
+        log_warn("repl", "%s multipart upload of bucket=%.*s key=%.*s has no recorded stamp "
+                         "(started before replication, or over a week ago); it gets a fresh one",
+                 r->id, SLICE_ARGS(r->addr.bucket), SLICE_ARGS(r->addr.key));
+    }
+    list_parts_page(r);
+}
+
+static void
+complete_prepare(struct req *r)
+{
+    const struct s3_param *id = s3addr_param(&r->addr, "uploadId");
+    char *key = pool_printf(&r->pool, "s3tee:mpu:%.*s", SLICE_ARGS(id ? id->value : SLICE_LIT("")));
+    const char *argv[2] = {"GET", key};
+    size_t argvlen[2] = {3, strlen(key)};
+
+    r->qbusy = 1;
+    if (queue_command_argv(r->w->q, 2, argv, argvlen, on_mpu_stamp, r) != 0) {
+        on_mpu_stamp(r, queue_err_unavailable, NULL);
+    }
+}
+
+/* ---- DeleteObjects: each key the store deleted is recorded before the answer --------------- */
+
+static void md_next(struct req *r);
+
+static void
+on_md_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    md_next(arg);
+}
+
+static void
+md_failed(struct req *r, const char *why)
+{
+    log_error("repl", "%s DeleteObjects in bucket=%.*s: %zu of %zu deleted keys could not be "
+                      "queued for replication (%s); first missing key=%.*s",
+              r->id, SLICE_ARGS(r->addr.bucket), r->ndel - r->idel, r->ndel, why,
+              SLICE_ARGS(r->del_keys[r->idel]));
+    fail(r, S3ERR_SLOW_DOWN, "The objects were deleted at this site but not all deletes could be "
+                             "queued for replication. Please retry the request.");
+    req_maybe_free(r);
+}
+
+static void
+on_md_commit(void *arg, const char *errstr)
+{
+    struct req *r = arg;
+
+    r->qbusy = 0;
+    r->began = 0;
+    if (errstr != NULL) {
+        md_failed(r, errstr);
+        return;
+    }
+    r->idel++;
+    md_next(r);
+}
+
+static void
+on_md_begin(void *arg, const char *errstr, const struct queue_begin_result *res)
+{
+    struct req *r = arg;
+    struct timeval tv = {0, 20000};
+    struct mutation m;
+
+    r->qbusy = 0;
+    if (errstr != NULL) {
+        md_failed(r, errstr);
+        return;
+    }
+    if (res->verdict == QUEUE_BUSY) {
+        if (timeutil_now_ms() >= r->lease_deadline_ms) {
+            md_failed(r, "the key stayed busy");
+            return;
+        }
+        if (r->retry_timer == NULL) {
+            r->retry_timer = evtimer_new(r->w->evb, on_md_retry, r);
+        }
+        evtimer_add(r->retry_timer, &tv);
+        return;
+    }
+    r->began = 1;
+    memset(&m, 0, sizeof(m));
+    m.op = MUT_DELETE;
+    m.bucket = r->addr.bucket;
+    m.key = r->del_keys[r->idel];
+    m.stamp = slice_cstr(res->stamp);
+    m.vv = slice_cstr(res->vv);
+    m.etag = SLICE_LIT("");
+    m.size = -1;
+    m.tags = SLICE_NULL;
+    m.parts = SLICE_LIT("");
+    m.time_ms = timeutil_now_ms();
+    r->qbusy = 1;
+    if (queue_commit_local(r->w->q, &r->qw, &m, on_md_commit, r) != 0) {
+        on_md_commit(r, queue_err_unavailable);
+    }
+}
+
+static void
+md_next(struct req *r)
+{
+    if (r->idel >= r->ndel) {
+        send_held(r);
+        req_maybe_free(r);
+        return;
+    }
+    r->qw.key = r->del_keys[r->idel];
+    r->qw.op = MUT_DELETE;
+    r->qw.now_ms = timeutil_now_ms();
+    if (r->retry_timer == NULL || !evtimer_pending(r->retry_timer, NULL)) {
+        r->lease_deadline_ms = r->qw.now_ms + r->cf->lease_wait_ms;
+    }
+    r->qbusy = 1;
+    if (queue_begin_local(r->w->q, &r->qw, on_md_begin, r) != 0) {
+        on_md_begin(r, queue_err_unavailable, NULL);
+    }
+}
+
+static void
+md_start(struct req *r)
+{
+    size_t n = r->held ? evbuffer_get_length(r->held) : 0, pos = 0, cap = 0;
+    const char *xml = n ? (const char *)evbuffer_pullup(r->held, (ev_ssize_t)n) : "";
+    struct slice body = slice_make(xml, n), del, k;
+
+    while (xml_text(body, "<Deleted>", "</Deleted>", &pos, &del) == 0) {
+        size_t kp = 0;
+
+        if (xml_text(del, "<Key>", "</Key>", &kp, &k) != 0) {
+            continue;
+        }
+        if (r->ndel == cap) {
+            struct slice *nk;
+
+            cap = cap ? cap * 2 : 64;
+            nk = pool_alloc(&r->pool, sizeof(*nk) * cap);
+            if (r->ndel) {
+                memcpy(nk, r->del_keys, sizeof(*nk) * r->ndel);
+            }
+            r->del_keys = nk;
+        }
+        r->del_keys[r->ndel++] = xml_unescape(&r->pool, k);
+    }
+    md_next(r);
+}
+
+/* The store accepted the write (2xx): record it, then answer. */
+static void
+repl_after_store(struct req *r)
+{
+    struct mutation m;
+    struct slice etag = resp_header(r, "etag");
+    int rc;
+
+    if (r->addr.op == S3_OP_CREATE_MULTIPART && r->role == ROLE_LOCAL) {
+        mpu_save_stamp(r); /* not a mutation yet: Complete records it */
+        return;
+    }
+    if ((r->is_complete || r->addr.op == S3_OP_COPY_OBJECT) && r->held != NULL) {
+        size_t hn = evbuffer_get_length(r->held), pos = 0;
+        const char *xml = hn ? (const char *)evbuffer_pullup(r->held, (ev_ssize_t)hn) : "";
+        struct slice e;
+
+        if (memmem(xml, hn, "<Error>", 7) != NULL) {
+            /* S3 may answer 200 and then report the failure in the body */
+            r->began = 0;
+            queue_release(r->w->q, &r->qw, NULL, NULL);
+            send_held(r);
+            req_maybe_free(r);
+            return;
+        }
+        if (xml_text(slice_make(xml, hn), "<ETag>", "</ETag>", &pos, &e) == 0 && e.len > 0) {
+            etag = xml_unescape(&r->pool, e);
+        }
+    }
+    memset(&m, 0, sizeof(m));
+    m.op = r->mop;
+    m.bucket = r->addr.bucket;
+    m.key = r->addr.key;
+    m.stamp = slice_cstr(r->stamp);
+    m.vv = slice_cstr(r->vv);
+    m.etag = etag.ptr ? etag : SLICE_LIT("");
+    m.size = r->mop == MUT_PUT && r->addr.op != S3_OP_COPY_OBJECT ? r->decoded : -1;
+    if (r->capture != NULL) {
+        size_t n = evbuffer_get_length(r->capture);
+        const char *xml = (const char *)evbuffer_pullup(r->capture, (ev_ssize_t)n);
+
+        r->tags = tags_from_xml(&r->pool, slice_make(xml ? xml : "", xml ? n : 0));
+    }
+    m.tags = r->tags ? slice_cstr(r->tags) : SLICE_NULL;
+    m.parts = SLICE_LIT("");
+    if (r->is_complete) {
+        size_t pn = r->parts ? evbuffer_get_length(r->parts) : 0;
+        const char *pp = pn ? (const char *)evbuffer_pullup(r->parts, (ev_ssize_t)pn) : "";
+
+        m.parts = slice_make(pp, pn);
+        m.size = r->parts ? r->parts_total : -1;
+    }
+    m.time_ms = timeutil_now_ms();
+    r->qbusy = 1;
+    if (r->role == ROLE_LOCAL) {
+        rc = queue_commit_local(r->w->q, &r->qw, &m, on_commit, r);
+    } else {
+        rc = queue_commit_replica(r->w->q, &r->qw, &m, on_commit, r);
+    }
+    if (rc != 0) {
+        on_commit(r, queue_err_unavailable);
+    }
+}
+
 /* ---- front end entry points ------------------------------------------------------------------ */
 
 void
@@ -877,19 +1972,74 @@ req_start(struct req *r, const struct req_start_args *a)
         return;
     }
     signed_request = authenticate(r, &ao);
-    if (signed_request < 0 || setup_body(r, &ao, signed_request) != 0 || start_upstream(r) != 0) {
+    if (signed_request < 0 || setup_body(r, &ao, signed_request) != 0 || repl_decide(r) != 0) {
+        req_maybe_free(r);
+        return;
+    }
+    r->expect_continue = a->expect_continue;
+    if (!r->has_body) {
+        r->body_ended = 1;
+        r->body_verified = 1;
+    }
+    if (r->multi_delete) {
+        continue_start(r); /* recorded key by key once the store answered (md_start) */
+        return;
+    }
+    if (r->copy_rewrite) {
+        struct slice sb, sk, sv;
+        char *path, *query = pool_strndup(&r->pool, "", 0);
+
+        parse_copy_source(r, hdr_value(r, "x-amz-copy-source"), &sb, &sk, &sv);
+        path = pool_printf(&r->pool, "/%.*s/%s", SLICE_ARGS(sb), uri_encode_pool(&r->pool, sk, 1));
+        if (sv.ptr != NULL) {
+            query = pool_printf(&r->pool, "versionId=%.*s", SLICE_ARGS(sv));
+        }
+        if (aux_start(r, "HEAD", path, query, on_copy_head) != 0) {
+            fail(r, S3ERR_INTERNAL_ERROR, NULL);
+            req_maybe_free(r);
+        }
+        return;
+    }
+    if (r->is_complete && r->role == ROLE_LOCAL) {
+        complete_prepare(r); /* then ListParts, then repl_begin */
+        return;
+    }
+    if (r->role == ROLE_LOCAL || (r->role == ROLE_REPLICA && r->addr.op != S3_OP_CREATE_MULTIPART &&
+                                  r->addr.op != S3_OP_UPLOAD_PART)) {
+        repl_begin(r); /* continue_start() once the queue said go */
+        return;
+    }
+    continue_start(r);
+}
+
+/* The copy source's metadata is in r->aux_hdrs now (or the HEAD failed: the store will
+ * answer the copy itself with the right error). */
+static void
+on_copy_head(struct req *r, const char *errstr)
+{
+    if (errstr != NULL || r->aux_status != 200) {
+        r->copy_rewrite = 0;
+    }
+    repl_begin(r);
+}
+
+/* Forwards to the store: straight from req_start, or once the queue granted the write. */
+static void
+continue_start(struct req *r)
+{
+    if (start_upstream(r) != 0) {
         req_maybe_free(r);
         return;
     }
     log_debug("req", "%s %.*s bucket=%.*s key=%.*s op=%s -> store", r->id, SLICE_ARGS(r->method),
               SLICE_ARGS(r->addr.bucket), SLICE_ARGS(r->addr.key), s3_op_name(r->addr.op));
     touch(r);
-    if (a->expect_continue && r->has_body && r->fe != NULL) {
+    if (r->expect_continue && r->has_body && r->fe != NULL) {
         r->ops->send_continue(r->fe);
     }
-    if (!r->has_body) {
-        r->body_ended = 1;
-        r->body_verified = 1;
+    if (r->body_ended && !r->body_verified && !r->fence_pending && r->has_body) {
+        /* the whole body arrived and verified while we waited for the queue */
+        repl_fence(r);
     }
 }
 
@@ -926,6 +2076,13 @@ add_payload(struct req *r, const char *p, size_t n)
     }
     if (r->hdr_sum.alg != CHECKSUM_NONE) {
         checksum_update(&r->hdr_sum, p, n);
+    }
+    if (r->capture != NULL) {
+        if (evbuffer_get_length(r->capture) + n > 64 * 1024) {
+            fail(r, S3ERR_INVALID_REQUEST, "The tagging document is larger than 64 KiB.");
+            return -1;
+        }
+        evbuffer_add(r->capture, p, n);
     }
     evbuffer_add(r->upbuf, p, n);
     return 0;
@@ -1026,6 +2183,13 @@ req_body_end(struct req *r)
             return;
         }
     }
+    if (r->began) {
+        repl_fence(r); /* body_verified once the lease is confirmed */
+        return;
+    }
+    if (r->xfer == NULL && r->role != ROLE_NONE) {
+        return; /* still waiting for the queue: continue_start() releases the body */
+    }
     r->body_verified = 1;
     if (r->xfer != NULL) {
         touch(r);
@@ -1091,6 +2255,10 @@ xfer_read_body(void *arg, char *buf, size_t max)
     r->sent_up += n;
     touch(r);
     credit_client(r);
+    if (r->began && timeutil_now_ms() - r->qw.now_ms > r->cf->lease_ms / 3) {
+        r->qw.now_ms = timeutil_now_ms(); /* long uploads keep the key while bytes flow */
+        queue_renew_lease(r->w->q, &r->qw, NULL, NULL);
+    }
     return (size_t)n;
 }
 
@@ -1110,19 +2278,7 @@ xfer_on_header(void *arg, struct slice name, struct slice value)
     if (drop_response_header(name)) {
         return;
     }
-    if (r->nresp == r->capresp) {
-        struct http_header *nh;
-
-        r->capresp = r->capresp ? r->capresp * 2 : 16;
-        nh = pool_alloc(&r->pool, sizeof(*nh) * r->capresp);
-        if (r->nresp) {
-            memcpy(nh, r->resp_hdrs, sizeof(*nh) * r->nresp);
-        }
-        r->resp_hdrs = nh;
-    }
-    r->resp_hdrs[r->nresp].name = pool_slice_dup(&r->pool, name);
-    r->resp_hdrs[r->nresp].value = pool_slice_dup(&r->pool, value);
-    r->nresp++;
+    add_resp_header(r, name, value);
 }
 
 static void
@@ -1132,6 +2288,10 @@ xfer_on_head(void *arg, int status)
 
     r->upstream_us = upstream_first_byte_us(r->xfer);
     touch(r);
+    if (r->began || r->multi_delete) {
+        r->status = status; /* answered after the commit (send_held) */
+        return;
+    }
     if (r->fe == NULL || r->head_sent) {
         return;
     }
@@ -1145,6 +2305,16 @@ xfer_on_body(void *arg, const char *data, size_t len)
 {
     struct req *r = arg;
 
+    if (r->began || r->multi_delete) {
+        /* answers to writes are small (XML); bounded anyway */
+        if (r->held == NULL) {
+            r->held = evbuffer_new();
+        }
+        if (evbuffer_get_length(r->held) + len <= 4 * 1024 * 1024) {
+            evbuffer_add(r->held, data, len);
+        }
+        return 0;
+    }
     if (r->fe == NULL) {
         return 0;
     }
@@ -1167,6 +2337,27 @@ xfer_on_done(void *arg, const char *errstr)
     r->xfer = NULL;
     if (r->io_timer != NULL) {
         evtimer_del(r->io_timer);
+    }
+    if (r->multi_delete && errstr == NULL) {
+        if (r->status >= 200 && r->status < 300) {
+            md_start(r);
+        } else {
+            send_held(r);
+        }
+        req_maybe_free(r);
+        return;
+    }
+    if (r->began && errstr == NULL && r->status >= 200 && r->status < 300) {
+        repl_after_store(r); /* answers once the write is queued */
+        req_maybe_free(r);
+        return;
+    }
+    if (r->began && errstr == NULL) {
+        r->began = 0; /* the store refused: nothing to record */
+        queue_release(r->w->q, &r->qw, NULL, NULL);
+        send_held(r);
+        req_maybe_free(r);
+        return;
     }
     if (errstr != NULL) {
         log_warn("req", "%s store request failed bucket=%.*s key=%.*s upstream=%s: %s", r->id,

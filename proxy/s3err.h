@@ -26,6 +26,7 @@
     X(ENTITY_TOO_LARGE, 400, "EntityTooLarge")                                                     \
     X(URI_TOO_LONG, 414, "RequestURITooLong")                                                      \
     X(METHOD_NOT_ALLOWED, 405, "MethodNotAllowed")                                                 \
+    X(OPERATION_ABORTED, 409, "OperationAborted")                                                  \
     X(NOT_IMPLEMENTED, 501, "NotImplemented")                                                      \
     X(VERSION_NOT_SUPPORTED, 505, "HttpVersionNotSupported")                                       \
     X(REQUEST_TIMEOUT, 400, "RequestTimeout")                                                      \

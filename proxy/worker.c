@@ -18,6 +18,7 @@
 #include "common/xalloc.h"
 #include "proxy/conn.h"
 #include "common/upstream.h"
+#include "queue/queue.h"
 
 #define DRAIN_TIMEOUT_S 30
 
@@ -220,6 +221,17 @@ worker_init(struct worker *w, struct server *srv, int id, char *err, size_t errl
 
         w->up = upstream_create(w->evb, &uo);
     }
+    if (w->cf->site_id != NULL) {
+        struct queue_opts qo = {
+            .host = w->cf->redis_host,
+            .port = w->cf->redis_port,
+            .site_id = w->cf->site_id,
+            .command_timeout_ms = w->cf->redis_command_timeout_ms,
+            .reconnect_ms = 500,
+        };
+
+        w->q = queue_create(w->evb, &qo);
+    }
     w->reload_ev = event_new(w->evb, -1, 0, on_reload, w);
     w->stop_ev = event_new(w->evb, -1, 0, on_stop, w);
     return 0;
@@ -263,6 +275,10 @@ worker_deinit(struct worker *w)
     }
     free_listeners(w);
     upstream_destroy(w->up);
+    if (w->q != NULL) {
+        queue_destroy(w->q);
+        event_base_loop(w->evb, EVLOOP_NONBLOCK);
+    }
     event_base_loop(w->evb, EVLOOP_NONBLOCK);
     if (w->drain_timer != NULL) {
         event_free(w->drain_timer);

@@ -32,6 +32,7 @@ struct worker {
     size_t nlisteners;
     struct proxy_conf *cf;           /* current config (one ref held); swapped on reload */
     struct upstream *up;             /* store connections (owned) */
+    struct queue *q;                 /* the site's Redis; NULL without site_id (owned) */
     struct sigv4_key_cache keys;     /* derived signing keys of this thread */
     TAILQ_HEAD(, conn) conns;        /* open client connections */
     int nconns;                      /* length of conns */
