@@ -669,7 +669,9 @@ h1_conn_drain(struct conn *c)
 {
     struct h1_conn *h = c->h1;
 
-    if (h->state == H1_READ_HEAD && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
+    if ((h->state == H1_READ_HEAD && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) ||
+        h->state == H1_DISCARD) {
+        /* idle, or only dropping the rest of an answered request's body */
         h1_close(h);
     } else {
         h->keep_alive = 0;
