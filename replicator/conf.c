@@ -308,8 +308,7 @@ static const struct conf_cmd repl_conf_cmds[] = {
     /* consuming the stream */
     CONF_CMD("concurrency", conf_set_int, F(concurrency), .def = "32", .min = 1, .max = 4096),
     CONF_CMD("batch", conf_set_int, F(batch), .def = "64", .min = 1, .max = 10000),
-    CONF_CMD("block_ms", conf_set_duration, F(block_ms), .def = "1000ms", .min = 1,
-             .max = 60 * SEC),
+    CONF_CMD("block_ms", conf_set_int, F(block_ms), .def = "1000", .min = 1, .max = 60000),
     CONF_CMD("retry_base", conf_set_duration, F(retry_base_ms), .def = "1s", .min = 1,
              .max = DAY),
     CONF_CMD("retry_max", conf_set_duration, F(retry_max_ms), .def = "60s", .min = 1, .max = DAY),

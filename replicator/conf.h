@@ -45,7 +45,7 @@ struct repl_conf {
     /* consuming */
     int concurrency;          /* transfers in flight per process, across peers */
     int batch;                /* XREADGROUP / XAUTOCLAIM COUNT */
-    int64_t block_ms;         /* XREADGROUP BLOCK */
+    int block_ms;             /* XREADGROUP BLOCK, milliseconds */
     int64_t retry_base_ms;    /* first backoff ceiling */
     int64_t retry_max_ms;     /* largest backoff ceiling */
     int max_attempts;         /* failures before the dead-letter stream */

@@ -152,7 +152,7 @@ test_every_directive(void)
               "peer_tls_verify no\n"
               "concurrency 4\n"
               "batch 7\n"
-              "block_ms 250ms\n"
+              "block_ms 250\n"
               "retry_base 100ms\n"
               "retry_max 2s\n"
               "max_attempts 3\n"
@@ -179,7 +179,7 @@ test_every_directive(void)
               "peer_tls_verify no\n"
               "concurrency 4\n"
               "batch 7\n"
-              "block_ms 250ms\n"
+              "block_ms 250\n"
               "retry_base 100ms\n"
               "retry_max 2s\n"
               "max_attempts 3\n"
@@ -271,8 +271,10 @@ test_errors(void)
     refused(MINIMAL "concurrency 0\n",
             ":6: concurrency: expected an integer from 1 to 4096, got '0'");
     refused(MINIMAL "batch many\n", ":6: batch: expected an integer from 1 to 10000, got 'many'");
-    refused(MINIMAL "block_ms soon\n",
-            ":6: block_ms: expected a duration like 5s or 250ms, got 'soon'");
+    refused(MINIMAL "block_ms 1s\n",
+            ":6: block_ms: expected an integer from 1 to 60000, got '1s'");
+    refused(MINIMAL "transfer_timeout soon\n",
+            ":6: transfer_timeout: expected a duration like 5s or 250ms, got 'soon'");
     refused(MINIMAL "max_attempts 0\n",
             ":6: max_attempts: expected an integer from 1 to 1000000, got '0'");
     refused(MINIMAL "consumer \"a b\"\n",
