@@ -446,6 +446,112 @@ def test_aws_chunked_without_decoded_length(s3, pbucket, store_s3):
     assert at_store(store_s3, pbucket, "nodcl") is None
 
 
+def _signed_trailer_put(s3, bucket, key, payload, value, corrupt_trailer=False):
+    hdrs = [("content-encoding", "aws-chunked"),
+            ("x-amz-decoded-content-length", str(len(payload))),
+            ("x-amz-trailer", "x-amz-checksum-crc32")]
+    signed = s3.sign("PUT", f"/{bucket}/{key}", hdrs, payload=awsv4.STREAMING_SIGNED_TRAILER)
+    body = awsv4.aws_chunked_signed(signed, payload, 65536,
+                                    trailer=("x-amz-checksum-crc32", value),
+                                    corrupt_trailer=corrupt_trailer)
+    return build("PUT", f"/{bucket}/{key}",
+                 signed.headers + [("content-length", str(len(body)))], body)
+
+
+def test_signed_trailer(s3, pbucket, store_s3):
+    """STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER: a wrong trailer signature is 403, a
+    correctly signed wrong checksum is BadDigest, both commit nothing; the right one works."""
+    before = old_object(store_s3, pbucket, "strailer", True)
+    payload = s3util.payload(150 * 1024 + 1, seed=10)
+    good = awsv4.crc32_b64(payload)
+    for value, corrupt, status, code in [(good, True, 403, "SignatureDoesNotMatch"),
+                                         (awsv4.crc32_b64(b"other"), False, 400, "BadDigest")]:
+        data = _signed_trailer_put(s3, pbucket, "strailer", payload, value, corrupt)
+        refused_then_served(s3, pbucket, data, "PUT", status, code,
+                            split_at=data.rindex(b"\r\n0;chunk-signature=") + 2)
+        assert at_store(store_s3, pbucket, "strailer") == before
+    r = s3.send_raw(_signed_trailer_put(s3, pbucket, "strailer", payload, good), "PUT")
+    assert r.status == 200, r
+    assert store_s3.get_object(Bucket=pbucket, Key="strailer")["Body"].read() == payload
+
+
+@pytest.mark.parametrize("declared", ["shorter", "longer"])
+def test_aws_chunked_decoded_length_lies(s3, pbucket, store_s3, declared):
+    """x-amz-decoded-content-length not the payload's length: IncompleteBody, nothing
+    committed (the store was told the declared length, the fence holds its last byte)."""
+    payload = s3util.payload(128 * 1024 + 10, seed=16)
+    n = 128 * 1024 if declared == "shorter" else len(payload) + 1
+    hdrs = [("content-encoding", "aws-chunked"), ("x-amz-decoded-content-length", str(n))]
+    signed = s3.sign("PUT", f"/{pbucket}/lies", hdrs, payload=awsv4.STREAMING_SIGNED)
+    body = awsv4.aws_chunked_signed(signed, payload, 64 * 1024)
+    data = build("PUT", f"/{pbucket}/lies",
+                 signed.headers + [("content-length", str(len(body)))], body)
+    # the last data chunk comes late: the store has been handed what came before
+    last = data.rindex(b"\r\na;chunk-signature=") + 2
+    refused_then_served(s3, pbucket, data, "PUT", 400, "IncompleteBody", split_at=last)
+    assert at_store(store_s3, pbucket, "lies") is None
+
+
+def test_content_sha256_header_missing_or_bad(s3, pbucket):
+    data = s3.raw("GET", f"/{pbucket}/probe", payload=None)
+    no_sha = s3.signer.sign("GET", f"/{pbucket}/probe", [("host", s3.hostport)], None)
+    refused_then_served(s3, pbucket, build("GET", f"/{pbucket}/probe", no_sha.headers), "GET",
+                        400, "InvalidRequest")
+    bad = s3.signer.sign("GET", f"/{pbucket}/probe", [("host", s3.hostport)], "not-a-hash")
+    refused_then_served(s3, pbucket, build("GET", f"/{pbucket}/probe", bad.headers), "GET",
+                        400, "InvalidArgument")
+    assert s3.send_raw(data, "GET").status == 200
+
+
+def test_unsupported_authorization_scheme(s3, pbucket):
+    data = build("GET", f"/{pbucket}/probe", [("host", s3.hostport),
+                                               ("authorization", "Bearer abcdef")])
+    refused_then_served(s3, pbucket, data, "GET", 400, "InvalidArgument")
+
+
+def test_presigned_put(s3, pbucket, store_s3):
+    target = s3.signer.presign("PUT", f"/{pbucket}/viaurl", s3.hostport, 60)
+    body = s3util.payload(70000, seed=17)
+    r = s3.send_raw(build("PUT", target, [("host", s3.hostport),
+                                          ("content-length", str(len(body)))], body), "PUT")
+    assert r.status == 200, r
+    assert store_s3.get_object(Bucket=pbucket, Key="viaurl")["Body"].read() == body
+    # the X-Amz-* parameters are not passed on: the store saw a plain PUT of that key
+    assert [o["Key"] for o in store_s3.list_objects_v2(Bucket=pbucket)["Contents"]] == \
+        ["probe", "viaurl"]
+
+
+KEYS = ["a:b=c!d", "(x)*y'z", "semi;colon,comma", "at@dollar$amp&", "tilde~under_dash-dot.",
+        "sp ace", "plus+sign", "pct%41", "ünï/cödé", "dir/sub/", "q?mark#hash", "[br]{ac}|^`"]
+
+
+@pytest.mark.parametrize("style", ["aws", "raw"])
+def test_key_characters(http_s3, pbucket, store_s3, style):
+    """Keys with reserved characters, signed the way S3 encodes paths ("aws") and the way
+    clients that sign what they send do ("raw": only what a URL needs is %-encoded); the
+    store gets exactly that key."""
+    s3 = http_s3
+    for i, key in enumerate(KEYS):
+        if style == "aws":
+            path = awsv4.key_path(pbucket, key)
+        else:
+            path = f"/{pbucket}/" + awsv4.urllib.parse.quote(key, safe="/:=!()*',;@$&~+[]{}|^`")
+        body = f"key {i}".encode()
+        r = s3.request("PUT", path, body=body)
+        assert r.status == 200, (key, r)
+        assert store_s3.get_object(Bucket=pbucket, Key=key)["Body"].read() == body, key
+        r = s3.request("GET", path)
+        assert r.status == 200 and r.body == body, (key, r)
+    listed = {o["Key"] for o in store_s3.list_objects_v2(Bucket=pbucket)["Contents"]}
+    assert listed == set(KEYS) | {"probe"}
+
+
+@pytest.mark.parametrize("path", ["/{b}/a/../b", "/{b}/./k", "/{b}/a/%2E%2E/b", "/{b}/k%00"])
+def test_dot_segments_and_nul_refused(http_s3, pbucket, path):
+    data = http_s3.raw("GET", path.format(b=pbucket))
+    refused_then_served(http_s3, pbucket, data, "GET", 400, "InvalidURI")
+
+
 # ---------------------------------------------------------------------------------------
 # last: what the logs hold
 

@@ -184,6 +184,77 @@ def test_pipelined_requests(hp, pbucket):
         c.close()
 
 
+def test_pipelined_after_refused_upload(hp, pbucket, store_s3):
+    """A refused upload with its whole body and a good request behind it in one write: the
+    body is read and dropped, the next request is answered on the same connection."""
+    c = client(hp)
+    try:
+        bad = c.with_keys(CLIENT[0], "not-the-secret").raw("PUT", f"/{pbucket}/refused",
+                                                            body=b"B" * 100000)
+        conn = c.connect()
+        conn.send(bad + c.raw("GET", f"/{pbucket}/probe"))
+        assert_error(conn.read_response("PUT"), 403, "SignatureDoesNotMatch")
+        r = conn.read_response("GET")
+        assert r.status == 200 and r.body == PROBE, r
+        conn.close()
+        assert at_store(store_s3, pbucket, "refused") is None
+    finally:
+        c.close()
+
+
+def test_expect_continue(hp, pbucket, store_s3):
+    """Expect: 100-continue: a good upload gets 100 Continue before it sends its body; a
+    refused one gets its final answer instead, and since that client may then never send
+    the body, the proxy must not read its next request as that body: it closes."""
+    c = client(hp)
+    body = s3util.payload(300000, seed=18)
+    signed = c.sign("PUT", f"/{pbucket}/expect",
+                    [("expect", "100-continue"), ("content-length", str(len(body)))], body)
+    conn = c.connect()
+    conn.send(build("PUT", f"/{pbucket}/expect", signed.headers))
+    r = conn.read_response("PUT", keep_continue=True)
+    assert r.status == 100, r
+    conn.send(body)
+    r = conn.read_response("PUT")
+    assert r.status == 200 and not r.closes, r
+    served(hp, pbucket, conn=conn)
+
+    bad = c.with_keys(CLIENT[0], "not-the-secret").sign(
+        "PUT", f"/{pbucket}/expect2",
+        [("expect", "100-continue"), ("content-length", str(len(body)))], body)
+    conn.send(build("PUT", f"/{pbucket}/expect2", bad.headers))
+    r = conn.read_response("PUT", keep_continue=True)
+    assert_error(r, 403, "SignatureDoesNotMatch")
+    assert r.closes, "keeping the connection would read the next request as the body"
+    assert conn.closed_within(3.0)
+    conn.close()
+    c.close()
+    assert at_store(store_s3, pbucket, "expect2") is None
+    assert store_s3.get_object(Bucket=pbucket, Key="expect")["Body"].read() == body
+    served(hp, pbucket)
+
+
+def test_http10(hp, pbucket):
+    """HTTP/1.0: closed after the response unless it asks for keep-alive."""
+    c = client(hp)
+    try:
+        with c.connect() as conn:
+            signed = c.sign("GET", f"/{pbucket}/probe")
+            conn.send(build("GET", f"/{pbucket}/probe", signed.headers, version="HTTP/1.0"))
+            r = conn.read_response("GET")
+            assert r.status == 200 and r.body == PROBE, r
+            assert conn.closed_within(3.0)
+        with c.connect() as conn:
+            signed = c.sign("GET", f"/{pbucket}/probe", [("connection", "keep-alive")])
+            conn.send(build("GET", f"/{pbucket}/probe", signed.headers, version="HTTP/1.0"))
+            r = conn.read_response("GET")
+            assert r.status == 200 and r.body == PROBE, r
+            assert (r.header("connection") or "").lower() == "keep-alive", r
+            served(hp, pbucket, conn=conn)
+    finally:
+        c.close()
+
+
 # ---------------------------------------------------------------------------------------
 # slow and vanished clients
 

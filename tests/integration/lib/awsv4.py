@@ -27,6 +27,7 @@ import zlib
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 UNSIGNED = "UNSIGNED-PAYLOAD"
 STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+STREAMING_SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
 STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 
 SENT_SIGNATURES = set()   # every request, chunk and presign signature made in this process
@@ -201,18 +202,40 @@ def aws_chunked_signed_length(size, chunk_size):
     return n + len("0;chunk-signature=") + 64 + 4
 
 
-def aws_chunked_signed(signed, payload, chunk_size=65536, corrupt=None):
+def trailer_signature(signed, prev_sig, trailer):
+    sts = "\n".join(["AWS4-HMAC-SHA256-TRAILER", signed.amz_date, signed.scope, prev_sig,
+                     sha256_hex(trailer)])
+    sig = hmac.new(signed.key, sts.encode(), hashlib.sha256).hexdigest()
+    SENT_SIGNATURES.add(sig)
+    return sig
+
+
+def _flip(sig):
+    return ("1" if sig[0] != "1" else "2") + sig[1:]
+
+
+def aws_chunked_signed(signed, payload, chunk_size=65536, corrupt=None, trailer=None,
+                       corrupt_trailer=False):
     """The body of a STREAMING-AWS4-HMAC-SHA256-PAYLOAD upload, chained from SIGNED's seed.
     CORRUPT: index of a chunk whose signature gets one digit changed (the final empty chunk
-    is index len(chunks))."""
+    is index len(chunks)). TRAILER (name, value): the -PAYLOAD-TRAILER form, with a signed
+    trailer (CORRUPT_TRAILER: its signature wrong)."""
     out, prev = [], signed.signature
     chunks = _pieces(payload, chunk_size) + [b""]
     for i, data in enumerate(chunks):
         sig = chunk_signature(signed, prev, data)
         prev = sig
         if corrupt == i:
-            sig = ("1" if sig[0] != "1" else "2") + sig[1:]
-        out.append(f"{len(data):x};chunk-signature={sig}\r\n".encode() + data + b"\r\n")
+            sig = _flip(sig)
+        last = i == len(chunks) - 1
+        out.append(f"{len(data):x};chunk-signature={sig}\r\n".encode() + data
+                   + (b"" if last and trailer else b"\r\n"))
+    if trailer:
+        name, value = trailer
+        sig = trailer_signature(signed, prev, f"{name.lower()}:{value}\n".encode())
+        if corrupt_trailer:
+            sig = _flip(sig)
+        out.append(f"{name}:{value}\r\nx-amz-trailer-signature:{sig}\r\n\r\n".encode())
     return b"".join(out)
 
 
