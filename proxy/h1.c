@@ -22,6 +22,7 @@
 #include "common/pool.h"
 #include "common/status.h"
 #include "common/xalloc.h"
+#include "proxy/accesslog.h"
 #include "proxy/conn.h"
 #include "proxy/http1.h"
 #include "proxy/req.h"
@@ -158,6 +159,15 @@ h1_error(struct h1_conn *h, int status, const char *code, const char *message)
     evbuffer_add(out, body, len);
     log_info("h1", "%s %s from %s: %d %s: %s", id, "request refused", h->c->peer, status, code,
              message);
+    if (h->state == H1_READ_HEAD) {
+        /* no req was made for this head, so nothing else logs the request we refused */
+        struct accesslog_entry e = {
+            .request_id = id, .client = h->c->peer, .proto = "HTTP/1.1", .access_key = "-",
+            .method = SLICE_LIT("-"), .op = "-", .status = status, .error_code = code,
+        };
+
+        accesslog_write(h->c->w->srv, &e);
+    }
     pool_deinit(&p);
     h1_close_after_flush(h);
 }
