@@ -143,6 +143,10 @@ def test_malformed_head(hp, pbucket, case):
         assert_error(r, status, code)
         assert r.closes, r
         assert c.closed_within(3.0), "the connection stayed open after a framing error"
+    # a refused request is a request: it has its access-log line
+    e = logscan.wait_access(hp, lambda e: e["request_id"] == r.header("x-amz-request-id"))
+    assert (e["status"], e.get("error"), e["access_key"]) == (status, code, "-"), e
+    assert e["client"].startswith("127.0.0.1:"), e
     served(hp, pbucket)
 
 
@@ -303,6 +307,8 @@ def test_slowloris_head(make_proxy, pbucket):
     assert not isinstance(r, Exception), f"no answer, only {r!r}"
     assert_error(r, 400, "RequestTimeout")
     assert result["closed"]
+    e = logscan.wait_access(p, lambda e: e["request_id"] == r.header("x-amz-request-id"))
+    assert (e["status"], e.get("error")) == (400, "RequestTimeout"), e
     assert 1.5 <= result["elapsed"] <= 6.0, result
     assert slowest < 1.0, f"a well-behaved request took {slowest:.2f}s during the slowloris"
 
