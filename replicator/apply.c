@@ -104,6 +104,7 @@ struct apply {
     enum apply_outcome pend;      /* AS_ABORT: the outcome to report afterwards */
     int pend_status;              /* AS_ABORT: its status */
     int64_t skew_ms;              /* FUTURE: stamp minus peer Date */
+    int skew_known;               /* FUTURE: skew_ms is set */
     char peer_etag[128];          /* the ETag the peer gave the object (applied puts) */
     char reason[512];             /* why, for the result */
 };
@@ -868,6 +869,7 @@ report(struct apply *a, enum apply_outcome o, int status)
     res.status = status;
     res.reason = a->reason;
     res.skew_ms = a->skew_ms;
+    res.skew_known = a->skew_known;
     res.peer_etag = a->peer_etag;
     a->cb(a->arg, &res);
     apply_free(a);
@@ -931,23 +933,20 @@ error_text(struct apply *a, struct leg *l)
     return pool_printf(&a->pool, " %s%s%.120s", code, msg[0] ? ": " : "", msg);
 }
 
-/* Milliseconds the entry's stamp is ahead of the peer's Date header (0 if unknown). */
-static int64_t
-skew_from_date(const struct apply *a)
+/* Milliseconds the entry's stamp is ahead of the peer's Date header; -1 if unknown. */
+static int
+skew_from_date(const struct apply *a, int64_t *skew)
 {
     struct stamp st;
     struct tm tm;
-    char *end;
 
     memset(&tm, 0, sizeof(tm));
-    if (stamp_parse(a->m->stamp, &st) != 0 || a->dst.date[0] == '\0') {
-        return 0;
+    if (stamp_parse(a->m->stamp, &st) != 0 || a->dst.date[0] == '\0' ||
+        strptime(a->dst.date, "%a, %d %b %Y %H:%M:%S", &tm) == NULL) {
+        return -1;
     }
-    end = strptime(a->dst.date, "%a, %d %b %Y %H:%M:%S", &tm);
-    if (end == NULL) {
-        return 0;
-    }
-    return stamp_ms(&st) - (int64_t)timegm(&tm) * 1000;
+    *skew = stamp_ms(&st) - (int64_t)timegm(&tm) * 1000;
+    return 0;
 }
 
 /*
@@ -973,10 +972,10 @@ peer_ok(struct apply *a, const char *what, int *stale)
         return 1;
     }
     if (d->status == 503 && strcmp(d->result, "future") == 0) {
-        a->skew_ms = skew_from_date(a);
+        a->skew_known = skew_from_date(a, &a->skew_ms) == 0;
         finish(a, APPLY_FUTURE, d->status,
-               "peer %s refused the stamp as %.1fs ahead of its clock (x-s3tee-result: future)",
-               a->peer->id, (double)a->skew_ms / 1000.0);
+               "peer %s refused the stamp as too far ahead of its clock (x-s3tee-result: future)",
+               a->peer->id);
         return 0;
     }
     finish(a, APPLY_FAILED, d->status, "%s at peer %s: status %d%s", what, a->peer->id, d->status,

@@ -38,7 +38,8 @@ struct apply_result {
     enum apply_outcome outcome; /* see above */
     int status;                 /* HTTP status behind the outcome, 0 if none */
     const char *reason;         /* why (failures), "" otherwise; valid during the callback */
-    int64_t skew_ms;            /* APPLY_FUTURE: stamp minus the peer's Date header, or 0 */
+    int64_t skew_ms;            /* APPLY_FUTURE: stamp minus the peer's Date header */
+    int skew_known;             /* skew_ms is set (the peer sent a Date header) */
     const char *peer_etag;      /* applied puts: the ETag the peer answered ("" if none) */
 };
 

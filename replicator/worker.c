@@ -55,6 +55,7 @@
 #include "common/xalloc.h"
 #include "queue/mutation.h"
 #include "queue/queue.h"
+#include "queue/stamp.h"
 #include "replicator/apply.h"
 #include "replicator/conf.h"
 #include "replicator/sites.h"
@@ -565,12 +566,25 @@ on_applied(void *arg, const struct apply_result *res)
     case APPLY_FAILED:
         e->attempts++;
         if (res->outcome == APPLY_FUTURE) {
+            struct stamp st;
+            char skew[96];
+
             p->st.future++;
+            if (res->skew_known) {
+                snprintf(skew, sizeof(skew), "%.1fs ahead of its Date header",
+                         (double)res->skew_ms / 1000.0);
+            } else {
+                /* no Date from the peer: how far the stamp is from our own clock */
+                snprintf(skew, sizeof(skew), "%.1fs from this site's clock; the peer sent no Date",
+                         stamp_parse(e->m.stamp, &st) == 0
+                             ? (double)(stamp_ms(&st) - timeutil_now_ms()) / 1000.0
+                             : 0.0);
+            }
             log_warn("worker",
-                     "ALARM clock skew: peer %s refuses bucket=%s key=%s stamp %.*s as %.1fs "
-                     "ahead of its clock (attempt %d; retrying, never dead-lettered)",
-                     p->site->id, e->show_bucket, e->show_key, SLICE_ARGS(e->m.stamp),
-                     (double)res->skew_ms / 1000.0, e->attempts);
+                     "ALARM clock skew: peer %s refuses bucket=%s key=%s stamp %.*s as too far in "
+                     "its future (%s; attempt %d, retried, never dead-lettered)",
+                     p->site->id, e->show_bucket, e->show_key, SLICE_ARGS(e->m.stamp), skew,
+                     e->attempts);
         }
         if (w->stopping) {
             entry_free(e);
