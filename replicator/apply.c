@@ -1,10 +1,12 @@
 /*
  * apply.c - one stream entry -> the requests that apply it at one peer.
  *
- *   put        START -> STORE_GET --head, stamp ok--> PUT (GET body streams into the peer's PUT) -> DONE
- *                          |  404 / newer stamp: SUPERSEDED
- *   multipart  START -> STORE_HEAD -> CREATE -> { PART_GET -> PART_PUT } x nparts -> COMPLETE -> DONE
- *                                        |  a failure once the upload exists: ABORT -> DONE (the failure)
+ *   put        START -> STORE_GET --head, stamp ok--> PUT -> DONE
+ *                          |                      (the GET body streams into the PUT)
+ *                          +-- 404 / newer stamp: SUPERSEDED
+ *   multipart  START -> STORE_HEAD -> CREATE -> {PART_GET -> PART_PUT} x nparts -> COMPLETE -> DONE
+ *                                        |
+ *                                        +-- failure once the upload exists: ABORT -> DONE (failed)
  *   delete     START -> DELETE -> DONE
  *   tags       START -> TAGS -> DONE
  *                         |  peer 404: TAGS_CHECK (HEAD the store; 404 here too: SUPERSEDED)
@@ -34,79 +36,79 @@
 #include "queue/stamp.h"
 #include "signing/uri.h"
 
-#define PIPE_MAX (1024 * 1024)   /* bytes buffered between the store and the peer */
-#define CAPTURE_MAX (64 * 1024)  /* response bodies kept: errors, Create/Complete results */
-#define MAX_PARTS 10000          /* S3's limit */
+#define PIPE_MAX (1024 * 1024)  /* bytes buffered between the store and the peer */
+#define CAPTURE_MAX (64 * 1024) /* response bodies kept: errors, Create/Complete results */
+#define MAX_PARTS 10000         /* S3's limit */
 #define MAX_PART_SIZE (5LL * 1024 * 1024 * 1024)
 
 enum apply_state {
-    AS_START = 0,   /* plan the entry (first step() run) */
-    AS_STORE_GET,   /* put: GET from the store, waiting for its head */
-    AS_PUT,         /* put: the GET body streams into the peer's PUT */
-    AS_STORE_HEAD,  /* multipart: HEAD at the store (stamp, size, metadata) */
-    AS_CREATE,      /* multipart: CreateMultipartUpload at the peer */
-    AS_PART_GET,    /* multipart: GET one part's range, waiting for its head */
-    AS_PART_PUT,    /* multipart: the range streams into UploadPart */
-    AS_COMPLETE,    /* multipart: CompleteMultipartUpload */
-    AS_ABORT,       /* multipart: AbortMultipartUpload after a failure, then report it */
-    AS_DELETE,      /* delete at the peer */
-    AS_TAGS,        /* PUT or DELETE ?tagging at the peer */
-    AS_TAGS_CHECK,  /* the peer had no object to tag: is it still here? */
-    AS_DONE,        /* reported; about to be freed */
+    AS_START = 0,  /* plan the entry (first step() run) */
+    AS_STORE_GET,  /* put: GET from the store, waiting for its head */
+    AS_PUT,        /* put: the GET body streams into the peer's PUT */
+    AS_STORE_HEAD, /* multipart: HEAD at the store (stamp, size, metadata) */
+    AS_CREATE,     /* multipart: CreateMultipartUpload at the peer */
+    AS_PART_GET,   /* multipart: GET one part's range, waiting for its head */
+    AS_PART_PUT,   /* multipart: the range streams into UploadPart */
+    AS_COMPLETE,   /* multipart: CompleteMultipartUpload */
+    AS_ABORT,      /* multipart: AbortMultipartUpload after a failure, then report it */
+    AS_DELETE,     /* delete at the peer */
+    AS_TAGS,       /* PUT or DELETE ?tagging at the peer */
+    AS_TAGS_CHECK, /* the peer had no object to tag: is it still here? */
+    AS_DONE,       /* reported; about to be freed */
 };
 
 /* One HTTP transfer and what we keep of its response. */
 struct leg {
-    struct apply *a;              /* owner */
-    struct upstream_xfer *x;      /* running transfer; NULL before start and once done */
-    int status;                   /* response status, 0 until the head */
-    int64_t content_length;       /* response Content-Length, -1 if absent */
-    int64_t received;             /* response body bytes taken into the pipe */
-    unsigned head : 1;            /* the response head is complete */
-    unsigned done : 1;            /* finished, aborted or never started */
-    unsigned paused : 1;          /* SRC: on_body said pause; DST: read_body said pause */
-    unsigned has_stamp : 1;       /* SRC: x-amz-meta-s3tee-stamp was present */
-    const char *err;              /* transport error (upstream_err_*), NULL if none */
-    char stamp[STAMP_TEXT_MAX];   /* SRC: x-amz-meta-s3tee-stamp */
-    char etag[128];               /* ETag of the response */
-    char result[16];              /* DST: x-s3tee-result ("applied", "stale", "future") */
-    char date[64];                /* DST: Date, for the clock skew of a "future" answer */
-    struct evbuffer *capture;     /* response body of errors and small results (owned) */
+    struct apply *a;            /* owner */
+    struct upstream_xfer *x;    /* running transfer; NULL before start and once done */
+    int status;                 /* response status, 0 until the head */
+    int64_t content_length;     /* response Content-Length, -1 if absent */
+    int64_t received;           /* response body bytes taken into the pipe */
+    unsigned head : 1;          /* the response head is complete */
+    unsigned done : 1;          /* finished, aborted or never started */
+    unsigned paused : 1;        /* SRC: on_body said pause; DST: read_body said pause */
+    unsigned has_stamp : 1;     /* SRC: x-amz-meta-s3tee-stamp was present */
+    const char *err;            /* transport error (upstream_err_*), NULL if none */
+    char stamp[STAMP_TEXT_MAX]; /* SRC: x-amz-meta-s3tee-stamp */
+    char etag[128];             /* ETag of the response */
+    char result[16];            /* DST: x-s3tee-result ("applied", "stale", "future") */
+    char date[64];              /* DST: Date, for the clock skew of a "future" answer */
+    struct evbuffer *capture;   /* response body of errors and small results (owned) */
 };
 
 struct apply {
-    const struct apply_ctx *ctx;  /* shared settings (borrowed) */
-    struct site *peer;            /* where the entry goes (borrowed) */
-    const struct mutation *m;     /* the entry (borrowed until the callback) */
-    apply_cb cb;                  /* completion, exactly once */
-    void *arg;                    /* for cb */
-    enum apply_state state;       /* see the diagram */
-    struct apply_plan plan;       /* what the entry turns into */
-    struct pool pool;             /* plan, object headers, part ETags, upload id */
-    struct event *step_ev;        /* runs step() from the loop (owned) */
-    struct event *stall_ev;       /* transfer_timeout watchdog (owned) */
-    int64_t last_progress_ms;     /* monotonic time anything last moved */
-    struct leg src;               /* the local store */
-    struct leg dst;               /* the peer */
-    struct evbuffer *pipe;        /* store -> peer bytes in transit (owned) */
-    int64_t body_len;             /* DST request body length (-1 none) */
-    int64_t sent;                 /* DST request body bytes handed to curl */
-    struct slice mem;             /* DST in-memory body (tagging, part list) */
-    struct sigv4_header *meta;    /* object headers from the store (pool) */
-    size_t nmeta;                 /* entries in meta */
-    size_t capmeta;               /* room in meta */
-    unsigned want_meta : 1;       /* keep the SRC response's object headers */
-    unsigned cancelled : 1;       /* apply_cancel() was called */
-    size_t part;                  /* multipart: current part, 0-based */
-    int64_t part_off;             /* multipart: its first byte in the object */
-    char **etags;                 /* multipart: the peer's ETag per part (pool) */
-    char *upload_id;              /* multipart: the peer's upload id (pool), NULL before */
-    enum apply_outcome pend;      /* AS_ABORT: the outcome to report afterwards */
-    int pend_status;              /* AS_ABORT: its status */
-    int64_t skew_ms;              /* FUTURE: stamp minus peer Date */
-    int skew_known;               /* FUTURE: skew_ms is set */
-    char peer_etag[128];          /* the ETag the peer gave the object (applied puts) */
-    char reason[512];             /* why, for the result */
+    const struct apply_ctx *ctx; /* shared settings (borrowed) */
+    struct site *peer;           /* where the entry goes (borrowed) */
+    const struct mutation *m;    /* the entry (borrowed until the callback) */
+    apply_cb cb;                 /* completion, exactly once */
+    void *arg;                   /* for cb */
+    enum apply_state state;      /* see the diagram */
+    struct apply_plan plan;      /* what the entry turns into */
+    struct pool pool;            /* plan, object headers, part ETags, upload id */
+    struct event *step_ev;       /* runs step() from the loop (owned) */
+    struct event *stall_ev;      /* transfer_timeout watchdog (owned) */
+    int64_t last_progress_ms;    /* monotonic time anything last moved */
+    struct leg src;              /* the local store */
+    struct leg dst;              /* the peer */
+    struct evbuffer *pipe;       /* store -> peer bytes in transit (owned) */
+    int64_t body_len;            /* DST request body length (-1 none) */
+    int64_t sent;                /* DST request body bytes handed to curl */
+    struct slice mem;            /* DST in-memory body (tagging, part list) */
+    struct sigv4_header *meta;   /* object headers from the store (pool) */
+    size_t nmeta;                /* entries in meta */
+    size_t capmeta;              /* room in meta */
+    unsigned want_meta : 1;      /* keep the SRC response's object headers */
+    unsigned cancelled : 1;      /* apply_cancel() was called */
+    size_t part;                 /* multipart: current part, 0-based */
+    int64_t part_off;            /* multipart: its first byte in the object */
+    char **etags;                /* multipart: the peer's ETag per part (pool) */
+    char *upload_id;             /* multipart: the peer's upload id (pool), NULL before */
+    enum apply_outcome pend;     /* AS_ABORT: the outcome to report afterwards */
+    int pend_status;             /* AS_ABORT: its status */
+    int64_t skew_ms;             /* FUTURE: stamp minus peer Date */
+    int skew_known;              /* FUTURE: skew_ms is set */
+    char peer_etag[128];         /* the ETag the peer gave the object (applied puts) */
+    char reason[512];            /* why, for the result */
 };
 
 const char *
@@ -375,8 +377,8 @@ apply_store_request(struct pool *p, const struct mutation *m, const char *method
     out->payload = SIGV4_EMPTY_SHA256;
     if (len > 0) {
         h[0].name = SLICE_LIT("range");
-        h[0].value = slice_cstr(pool_printf(p, "bytes=%lld-%lld", (long long)off,
-                                            (long long)(off + len - 1)));
+        h[0].value = slice_cstr(
+            pool_printf(p, "bytes=%lld-%lld", (long long)off, (long long)(off + len - 1)));
         out->headers = h;
         out->nheaders = 1;
     }
@@ -386,9 +388,12 @@ int
 apply_copied_header(struct slice name)
 {
     static const struct slice names[] = {
-        SLICE_LIT("content-type"),     SLICE_LIT("cache-control"),
-        SLICE_LIT("content-disposition"), SLICE_LIT("content-encoding"),
-        SLICE_LIT("content-language"), SLICE_LIT("expires"),
+        SLICE_LIT("content-type"),
+        SLICE_LIT("cache-control"),
+        SLICE_LIT("content-disposition"),
+        SLICE_LIT("content-encoding"),
+        SLICE_LIT("content-language"),
+        SLICE_LIT("expires"),
         SLICE_LIT("x-amz-website-redirect-location"),
     };
     size_t i;
@@ -879,8 +884,7 @@ report(struct apply *a, enum apply_outcome o, int status)
  * Ends the apply with O (REASON printf-style). An upload begun at the peer is aborted
  * first (AS_ABORT), unless the apply was cancelled. A is freed: return right after.
  */
-static void
-finish(struct apply *a, enum apply_outcome o, int status, const char *fmt, ...)
+static void finish(struct apply *a, enum apply_outcome o, int status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 static void
@@ -1018,7 +1022,8 @@ store_head_ok(struct apply *a, const char *what)
     }
     finish(a, APPLY_FAILED, s->status,
            "%s: the local store holds %s%s, not the entry's stamp (written around the proxy?)",
-           what, s->has_stamp ? "stamp " : "an object without a stamp", s->has_stamp ? s->stamp : "");
+           what, s->has_stamp ? "stamp " : "an object without a stamp",
+           s->has_stamp ? s->stamp : "");
     return 0;
 }
 
@@ -1072,8 +1077,7 @@ stream_step(struct apply *a, const char *what, int *stale)
     return 0;
 }
 
-static void
-start_part(struct apply *a);
+static void start_part(struct apply *a);
 
 static void
 step_store_get(struct apply *a)
@@ -1129,8 +1133,8 @@ step_store_head(struct apply *a)
     }
     if (s->content_length != a->plan.total) {
         finish(a, APPLY_INVALID, s->status,
-               "the entry's parts add up to %lld bytes, the object has %lld", (long long)a->plan.total,
-               (long long)s->content_length);
+               "the entry's parts add up to %lld bytes, the object has %lld",
+               (long long)a->plan.total, (long long)s->content_length);
         return;
     }
     a->want_meta = 0;

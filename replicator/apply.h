@@ -75,11 +75,11 @@ enum apply_kind {
 };
 
 struct apply_plan {
-    enum apply_kind kind;  /* what requests the entry turns into */
-    size_t nparts;         /* multipart: number of parts */
-    int64_t *part_size;    /* multipart: bytes per part (pool) */
-    int64_t total;         /* multipart: sum of part sizes */
-    char *tagging_xml;     /* PUT_TAGS: the request body (pool) */
+    enum apply_kind kind; /* what requests the entry turns into */
+    size_t nparts;        /* multipart: number of parts */
+    int64_t *part_size;   /* multipart: bytes per part (pool) */
+    int64_t total;        /* multipart: sum of part sizes */
+    char *tagging_xml;    /* PUT_TAGS: the request body (pool) */
 };
 
 /*
@@ -101,23 +101,23 @@ void apply_store_request(struct pool *p, const struct mutation *m, const char *m
                          int64_t len, struct sites_request *out);
 
 enum apply_step {
-    APPLY_STEP_PUT = 0,      /* PUT /b/k, body streamed from the store */
-    APPLY_STEP_CREATE,       /* POST /b/k?uploads */
-    APPLY_STEP_PART,         /* PUT /b/k?partNumber=N&uploadId=U, body streamed */
-    APPLY_STEP_COMPLETE,     /* POST /b/k?uploadId=U with the part list */
-    APPLY_STEP_ABORT,        /* DELETE /b/k?uploadId=U */
-    APPLY_STEP_DELETE,       /* DELETE /b/k */
-    APPLY_STEP_PUT_TAGS,     /* PUT /b/k?tagging */
-    APPLY_STEP_DELETE_TAGS,  /* DELETE /b/k?tagging */
+    APPLY_STEP_PUT = 0,     /* PUT /b/k, body streamed from the store */
+    APPLY_STEP_CREATE,      /* POST /b/k?uploads */
+    APPLY_STEP_PART,        /* PUT /b/k?partNumber=N&uploadId=U, body streamed */
+    APPLY_STEP_COMPLETE,    /* POST /b/k?uploadId=U with the part list */
+    APPLY_STEP_ABORT,       /* DELETE /b/k?uploadId=U */
+    APPLY_STEP_DELETE,      /* DELETE /b/k */
+    APPLY_STEP_PUT_TAGS,    /* PUT /b/k?tagging */
+    APPLY_STEP_DELETE_TAGS, /* DELETE /b/k?tagging */
 };
 
 /* Inputs of a peer request besides the entry. */
 struct apply_peer_args {
-    int part;                          /* PART: 1-based part number */
-    const char *upload_id;             /* PART, COMPLETE, ABORT: the peer's upload id */
-    const struct sigv4_header *meta;   /* PUT, CREATE: object headers read from the store */
-    size_t nmeta;                      /* entries in meta */
-    struct slice body;                 /* COMPLETE, PUT_TAGS: the in-memory body */
+    int part;                        /* PART: 1-based part number */
+    const char *upload_id;           /* PART, COMPLETE, ABORT: the peer's upload id */
+    const struct sigv4_header *meta; /* PUT, CREATE: object headers read from the store */
+    size_t nmeta;                    /* entries in meta */
+    struct slice body;               /* COMPLETE, PUT_TAGS: the in-memory body */
 };
 
 /*

@@ -210,8 +210,8 @@ set_peer(void *obj, const struct conf_cmd *cmd, int argc, char **argv)
     if (cf->npeers == VV_MAX_SITES - 1) {
         free(base);
         free(host);
-        return conf_phrasef("more than %d peers (version vectors hold %d sites)",
-                            VV_MAX_SITES - 1, VV_MAX_SITES);
+        return conf_phrasef("more than %d peers (version vectors hold %d sites)", VV_MAX_SITES - 1,
+                            VV_MAX_SITES);
     }
     cf->peers = xrealloc(cf->peers, (cf->npeers + 1) * sizeof(cf->peers[0]));
     p = &cf->peers[cf->npeers++];
@@ -353,7 +353,8 @@ validate(struct repl_conf *cf, struct conf_file *f, char *err, size_t errlen)
     if (conf_set_defaults(f, cf, err, errlen) != 0) {
         return -1;
     }
-    if (conf_require(f, "site_id", err, errlen) != 0 || conf_require(f, "redis", err, errlen) != 0 ||
+    if (conf_require(f, "site_id", err, errlen) != 0 ||
+        conf_require(f, "redis", err, errlen) != 0 ||
         conf_require(f, "upstream", err, errlen) != 0 ||
         conf_require(f, "credentials_file", err, errlen) != 0) {
         return -1;
@@ -370,8 +371,9 @@ validate(struct repl_conf *cf, struct conf_file *f, char *err, size_t errlen)
         }
     }
     if (cf->retry_max_ms < cf->retry_base_ms) {
-        return conf_errorf(f, conf_line_of(f, "retry_max") ? conf_line_of(f, "retry_max")
-                                                             : conf_line_of(f, "retry_base"),
+        return conf_errorf(f,
+                           conf_line_of(f, "retry_max") ? conf_line_of(f, "retry_max")
+                                                        : conf_line_of(f, "retry_base"),
                            err, errlen, "retry_max: must not be below retry_base");
     }
     if (check_readable(f, "upstream_ca_file", cf->upstream_ca_file, err, errlen) != 0 ||

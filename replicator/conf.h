@@ -22,43 +22,43 @@ struct repl_peer {
 };
 
 struct repl_conf {
-    char *path;               /* config file as given (owned) */
+    char *path; /* config file as given (owned) */
 
     /* this site */
-    char *site_id;            /* our site id (owned) */
-    char *redis_host;         /* the site's Redis host (owned) */
-    int redis_port;           /* and port */
-    char *upstream;           /* local store base URL, no trailing '/' (owned) */
-    char *upstream_host;      /* its host[:port] for the Host header (owned) */
-    char *upstream_ca_file;   /* CA bundle for an https store, NULL = system (owned) */
-    int upstream_tls_verify;  /* verify the store's certificate */
-    char *region;             /* SigV4 region, at the store and at peers (owned) */
-    char *credentials_file;   /* path, resolved against the config's directory (owned) */
-    struct creds *creds;      /* loaded credentials (owned) */
+    char *site_id;           /* our site id (owned) */
+    char *redis_host;        /* the site's Redis host (owned) */
+    int redis_port;          /* and port */
+    char *upstream;          /* local store base URL, no trailing '/' (owned) */
+    char *upstream_host;     /* its host[:port] for the Host header (owned) */
+    char *upstream_ca_file;  /* CA bundle for an https store, NULL = system (owned) */
+    int upstream_tls_verify; /* verify the store's certificate */
+    char *region;            /* SigV4 region, at the store and at peers (owned) */
+    char *credentials_file;  /* path, resolved against the config's directory (owned) */
+    struct creds *creds;     /* loaded credentials (owned) */
 
     /* peers */
-    struct repl_peer *peers;  /* in file order (owned) */
-    size_t npeers;            /* at least one */
-    char *peer_ca_file;       /* CA bundle for https peers, NULL = system (owned) */
-    int peer_tls_verify;      /* verify peers' certificates */
+    struct repl_peer *peers; /* in file order (owned) */
+    size_t npeers;           /* at least one */
+    char *peer_ca_file;      /* CA bundle for https peers, NULL = system (owned) */
+    int peer_tls_verify;     /* verify peers' certificates */
 
     /* consuming */
-    int concurrency;          /* transfers in flight per process, across peers */
-    int batch;                /* XREADGROUP / XAUTOCLAIM COUNT */
-    int block_ms;             /* XREADGROUP BLOCK, milliseconds */
-    int64_t retry_base_ms;    /* first backoff ceiling */
-    int64_t retry_max_ms;     /* largest backoff ceiling */
-    int max_attempts;         /* failures before the dead-letter stream */
-    int64_t claim_idle_ms;    /* XAUTOCLAIM min idle time */
-    char *consumer;           /* consumer name in every group (owned; default host-pid) */
+    int concurrency;             /* transfers in flight per process, across peers */
+    int batch;                   /* XREADGROUP / XAUTOCLAIM COUNT */
+    int block_ms;                /* XREADGROUP BLOCK, milliseconds */
+    int64_t retry_base_ms;       /* first backoff ceiling */
+    int64_t retry_max_ms;        /* largest backoff ceiling */
+    int max_attempts;            /* failures before the dead-letter stream */
+    int64_t claim_idle_ms;       /* XAUTOCLAIM min idle time */
+    char *consumer;              /* consumer name in every group (owned; default host-pid) */
     int64_t command_timeout_ms;  /* per Redis command */
     int64_t transfer_timeout_ms; /* a transfer with no progress for this long fails */
 
     /* process */
-    char *log_level;          /* error|warn|info|debug (owned) */
-    char *error_log;          /* "stderr" or a path (owned) */
-    char *pid_file;           /* NULL = none (owned) */
-    char *metrics_file;       /* NULL = none; JSON snapshot (owned) */
+    char *log_level;    /* error|warn|info|debug (owned) */
+    char *error_log;    /* "stderr" or a path (owned) */
+    char *pid_file;     /* NULL = none (owned) */
+    char *metrics_file; /* NULL = none; JSON snapshot (owned) */
 };
 
 /*

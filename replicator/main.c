@@ -24,10 +24,10 @@
 
 /* Process state the signal handlers need. */
 struct app {
-    struct event_base *evb;   /* the loop */
-    struct repl_conf *cf;     /* configuration */
-    struct worker *w;         /* the consumer */
-    int signals;              /* SIGTERM/SIGINT received so far */
+    struct event_base *evb; /* the loop */
+    struct repl_conf *cf;   /* configuration */
+    struct worker *w;       /* the consumer */
+    int signals;            /* SIGTERM/SIGINT received so far */
 };
 
 static void
@@ -168,8 +168,8 @@ main(int argc, char **argv)
     if (app.cf->pid_file != NULL && write_pid_file(app.cf->pid_file) != 0) {
         log_warn("main", "cannot write pid_file %s: %s", app.cf->pid_file, strerror(errno));
     }
-    log_info("main", "s3tee-replicator %s: site %s, consumer %s, store %s, %zu peers", S3TEE_VERSION,
-             app.cf->site_id, app.cf->consumer, app.cf->upstream, app.cf->npeers);
+    log_info("main", "s3tee-replicator %s: site %s, consumer %s, store %s, %zu peers",
+             S3TEE_VERSION, app.cf->site_id, app.cf->consumer, app.cf->upstream, app.cf->npeers);
     worker_start(app.w);
     event_base_dispatch(app.evb);
     worker_destroy(app.w);

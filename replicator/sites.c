@@ -130,7 +130,8 @@ sites_sign(struct pool *p, struct sigv4_key_cache *kc, const char *access_key, c
         sh[n++] = rq->headers[i];
     }
     sh[n++] = (struct sigv4_header){SLICE_LIT("host"), slice_cstr(host)};
-    sh[n++] = (struct sigv4_header){SLICE_LIT("x-amz-date"), slice_cstr(pool_strndup(p, amz_date, 16))};
+    sh[n++] =
+        (struct sigv4_header){SLICE_LIT("x-amz-date"), slice_cstr(pool_strndup(p, amz_date, 16))};
     sh[n++] = (struct sigv4_header){SLICE_LIT("x-amz-content-sha256"), slice_cstr(rq->payload)};
     sort_headers(sh, n);
     for (i = 0; i < n; i++) {

@@ -19,20 +19,20 @@ struct repl_conf;
 
 /* An endpoint and the key we sign with there. */
 struct site {
-    const char *id;          /* peer site id, or "store" for the local store (borrowed) */
-    const char *url;         /* base URL, no trailing '/' (borrowed from the conf) */
-    const char *host;        /* host[:port]: the Host header we send and sign (borrowed) */
-    const char *access_key;  /* access key id (borrowed from the credentials) */
-    const char *secret;      /* secret key (borrowed; never logged) */
-    const char *region;      /* SigV4 region (borrowed) */
-    struct upstream *up;     /* connection pool to this endpoint (owned) */
+    const char *id;               /* peer site id, or "store" for the local store (borrowed) */
+    const char *url;              /* base URL, no trailing '/' (borrowed from the conf) */
+    const char *host;             /* host[:port]: the Host header we send and sign (borrowed) */
+    const char *access_key;       /* access key id (borrowed from the credentials) */
+    const char *secret;           /* secret key (borrowed; never logged) */
+    const char *region;           /* SigV4 region (borrowed) */
+    struct upstream *up;          /* connection pool to this endpoint (owned) */
     struct sigv4_key_cache *keys; /* derived-key cache shared by all sites (borrowed) */
 };
 
 struct sites {
-    struct site store;       /* the local store, signed with the 'store' key */
-    struct site *peers;      /* one per 'peer' line, in conf order (owned) */
-    size_t npeers;           /* number of peers */
+    struct site store;           /* the local store, signed with the 'store' key */
+    struct site *peers;          /* one per 'peer' line, in conf order (owned) */
+    size_t npeers;               /* number of peers */
     struct sigv4_key_cache keys; /* one cache for the process (single event loop) */
 };
 
@@ -41,8 +41,7 @@ struct sites {
  * MAX_CONNECTIONS each. CF (and its credentials) must outlive the result.
  * Free with sites_destroy(), which cancels every transfer still running.
  */
-struct sites *sites_create(struct event_base *evb, const struct repl_conf *cf,
-                           int max_connections);
+struct sites *sites_create(struct event_base *evb, const struct repl_conf *cf, int max_connections);
 void sites_destroy(struct sites *s);
 /* The peer with this id, or NULL. */
 struct site *sites_peer(struct sites *s, const char *id);

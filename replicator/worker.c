@@ -19,14 +19,15 @@
  *
  * Per entry (one stream entry for one peer):
  *
- *   read/claimed --> READY --a slot is free (round-robin over peers)--> APPLYING
- *                      ^                                                 |
- *                      |   applied / stale / superseded -----------------+--> ACKING --XACK ok--> freed
- *                      |   future: attempts++, never dead-lettered ------+      ^  +--error--> REDIS_WAIT
- *                   BACKOFF <--- failed, attempts < max_attempts --------+      |      (1 s, XACK again)
- *                   (full jitter)                                        |      |
- *                        failed, attempts == max_attempts / invalid -----+--> DEADING --XADD s3tee:dead ok
- *                                                                                 +--error--> REDIS_WAIT
+ *   read/claimed -> READY --a slot is free (round-robin over peers)--> APPLYING
+ *                     ^                                                  |
+ *                     |  applied / stale / superseded -------------------+-> ACKING --XACK--> freed
+ *                     |  future: retried, never dead-lettered -----------+     ^ |
+ *                  BACKOFF <-- failed, failures < max_attempts ----------+     | +-err-> REDIS_WAIT
+ *                  (full jitter)                                         |     |    (1 s, again)
+ *                        failed, failures == max_attempts / invalid -----+-> DEADING
+ *                                                     XADD s3tee:dead ok -------+ |
+ *                                                                 error --> REDIS_WAIT (1 s, again)
  *
  * Every TRIM_INTERVAL_MS: XINFO GROUPS, XPENDING (and XRANGE) per group, then XTRIM
  * s3tee:log MINID <the oldest id some group has not acknowledged>; the same round gives
@@ -62,14 +63,14 @@
 
 #define STREAM "s3tee:log"
 #define DEAD_STREAM "s3tee:dead"
-#define REDIS_RETRY_MS 1000        /* after a Redis error: retry the group, read, ack, XADD */
-#define TRIM_INTERVAL_MS 10000     /* trim and lag round */
-#define METRICS_INTERVAL_MS 5000   /* metrics_file snapshot */
-#define HEARTBEAT_CHUNK 256        /* ids per XCLAIM ... JUSTID */
-#define REDIS_WARN_EVERY_MS 10000  /* one Redis-trouble warning per peer this often */
-#define SHOW_MAX 300               /* bytes of a key shown in a log line */
-#define REDIS_POLL_MS 100          /* PP_GROUP: how often to look for the connection */
-#define REDIS_QUIET_MS 5000        /* no warning while Redis connects for this long */
+#define REDIS_RETRY_MS 1000       /* after a Redis error: retry the group, read, ack, XADD */
+#define TRIM_INTERVAL_MS 10000    /* trim and lag round */
+#define METRICS_INTERVAL_MS 5000  /* metrics_file snapshot */
+#define HEARTBEAT_CHUNK 256       /* ids per XCLAIM ... JUSTID */
+#define REDIS_WARN_EVERY_MS 10000 /* one Redis-trouble warning per peer this often */
+#define SHOW_MAX 300              /* bytes of a key shown in a log line */
+#define REDIS_POLL_MS 100         /* PP_GROUP: how often to look for the connection */
+#define REDIS_QUIET_MS 5000       /* no warning while Redis connects for this long */
 
 enum peer_phase {
     PP_GROUP = 0, /* the group is being created (or will be, after an error) */
@@ -78,37 +79,37 @@ enum peer_phase {
 };
 
 enum entry_state {
-    ES_READY = 0, /* in peer->ready, waiting for a transfer slot */
-    ES_APPLYING,  /* apply running */
-    ES_BACKOFF,   /* timer until the next attempt */
-    ES_DEADING,   /* XADD to s3tee:dead in flight */
-    ES_ACKING,    /* XACK in flight */
-    ES_REDIS_WAIT,/* XACK or XADD failed; timer until it is sent again (resume_state) */
+    ES_READY = 0,  /* in peer->ready, waiting for a transfer slot */
+    ES_APPLYING,   /* apply running */
+    ES_BACKOFF,    /* timer until the next attempt */
+    ES_DEADING,    /* XADD to s3tee:dead in flight */
+    ES_ACKING,     /* XACK in flight */
+    ES_REDIS_WAIT, /* XACK or XADD failed; timer until it is sent again (resume_state) */
 };
 
 struct rpeer;
 
 /* One stream entry held for one peer. */
 struct entry {
-    TAILQ_ENTRY(entry) held_link;   /* in peer->held while we hold it */
-    TAILQ_ENTRY(entry) ready_link;  /* in peer->ready while ES_READY */
-    struct rpeer *p;                /* the peer it goes to */
-    enum entry_state state;         /* see the diagram */
-    enum entry_state resume_state;  /* ES_REDIS_WAIT: ES_ACKING or ES_DEADING */
-    char id[STREAM_ID_TEXT_MAX];    /* stream id */
-    struct pool pool;               /* copies of the fields, display strings */
-    struct slice *fields;           /* field, value, field, value ... (pool) */
-    size_t npairs;                  /* pairs in fields */
-    struct mutation m;              /* decoded; slices into fields */
-    unsigned valid : 1;             /* mutation_decode accepted it */
-    unsigned gone : 1;              /* the stream no longer has it (nil fields) */
-    int attempts;                   /* unsuccessful applies in this process (backoff exponent) */
-    int failures;                   /* of which failures that count toward max_attempts */
-    struct apply *apply;            /* running apply, or NULL */
-    struct event *timer;            /* backoff / Redis retry (owned, lazily made) */
-    const char *show_key;           /* key, printable and shortened, for logs (pool) */
-    const char *show_bucket;        /* bucket, the same (pool) */
-    char reason[512];               /* last failure, for logs and the dead letter */
+    TAILQ_ENTRY(entry) held_link;  /* in peer->held while we hold it */
+    TAILQ_ENTRY(entry) ready_link; /* in peer->ready while ES_READY */
+    struct rpeer *p;               /* the peer it goes to */
+    enum entry_state state;        /* see the diagram */
+    enum entry_state resume_state; /* ES_REDIS_WAIT: ES_ACKING or ES_DEADING */
+    char id[STREAM_ID_TEXT_MAX];   /* stream id */
+    struct pool pool;              /* copies of the fields, display strings */
+    struct slice *fields;          /* field, value, field, value ... (pool) */
+    size_t npairs;                 /* pairs in fields */
+    struct mutation m;             /* decoded; slices into fields */
+    unsigned valid : 1;            /* mutation_decode accepted it */
+    unsigned gone : 1;             /* the stream no longer has it (nil fields) */
+    int attempts;                  /* unsuccessful applies in this process (backoff exponent) */
+    int failures;                  /* of which failures that count toward max_attempts */
+    struct apply *apply;           /* running apply, or NULL */
+    struct event *timer;           /* backoff / Redis retry (owned, lazily made) */
+    const char *show_key;          /* key, printable and shortened, for logs (pool) */
+    const char *show_bucket;       /* bucket, the same (pool) */
+    char reason[512];              /* last failure, for logs and the dead letter */
 };
 
 TAILQ_HEAD(entry_list, entry);
@@ -152,45 +153,45 @@ struct rpeer {
 
 /* One group as the trim round sees it. */
 struct trim_group {
-    char *name;                    /* group name (owned) */
-    struct stream_id delivered;    /* last-delivered-id */
-    long long lag;                 /* XINFO lag: undelivered entries, -1 unknown */
-    long long pending;             /* XPENDING count */
-    struct stream_id min_pending;  /* smallest pending id, when pending > 0 */
-    int has_oldest;                /* oldest is set */
-    struct stream_id oldest;       /* oldest entry not acknowledged by the group */
+    char *name;                   /* group name (owned) */
+    struct stream_id delivered;   /* last-delivered-id */
+    long long lag;                /* XINFO lag: undelivered entries, -1 unknown */
+    long long pending;            /* XPENDING count */
+    struct stream_id min_pending; /* smallest pending id, when pending > 0 */
+    int has_oldest;               /* oldest is set */
+    struct stream_id oldest;      /* oldest entry not acknowledged by the group */
 };
 
 struct worker {
-    struct event_base *evb;        /* loop (borrowed) */
-    const struct repl_conf *cf;    /* configuration (borrowed) */
-    struct sites *sites;           /* store and peer endpoints (owned) */
-    struct apply_ctx actx;         /* shared by every apply */
-    struct queue *cq;              /* Redis connection for everything but reads (owned) */
-    struct rpeer *peers;           /* one per configured peer (owned) */
-    size_t npeers;                 /* entries in peers */
-    size_t rr;                     /* round-robin: the peer to look at first */
-    size_t inflight;               /* applies running, all peers */
-    size_t redis_busy;             /* entries with XACK / XADD in flight */
-    size_t cap;                    /* most entries held per peer */
-    struct event *claim_ev;        /* claim_idle/2 tick (owned) */
-    struct event *trim_ev;         /* trim tick (owned) */
-    struct event *metrics_ev;      /* metrics tick (owned) */
-    struct event *grace_ev;        /* end of the stop grace time (owned) */
-    struct event *stopped_ev;      /* calls stopped_cb from the loop (owned) */
+    struct event_base *evb;     /* loop (borrowed) */
+    const struct repl_conf *cf; /* configuration (borrowed) */
+    struct sites *sites;        /* store and peer endpoints (owned) */
+    struct apply_ctx actx;      /* shared by every apply */
+    struct queue *cq;           /* Redis connection for everything but reads (owned) */
+    struct rpeer *peers;        /* one per configured peer (owned) */
+    size_t npeers;              /* entries in peers */
+    size_t rr;                  /* round-robin: the peer to look at first */
+    size_t inflight;            /* applies running, all peers */
+    size_t redis_busy;          /* entries with XACK / XADD in flight */
+    size_t cap;                 /* most entries held per peer */
+    struct event *claim_ev;     /* claim_idle/2 tick (owned) */
+    struct event *trim_ev;      /* trim tick (owned) */
+    struct event *metrics_ev;   /* metrics tick (owned) */
+    struct event *grace_ev;     /* end of the stop grace time (owned) */
+    struct event *stopped_ev;   /* calls stopped_cb from the loop (owned) */
     struct {
-        int active;                /* a round is running */
-        struct trim_group *g;      /* groups (owned) */
-        size_t n;                  /* entries in g */
-        size_t idx;                /* group being asked */
-    } trim;                        /* the trim round */
-    uint64_t rng;                  /* xorshift state for the jitter */
-    unsigned started : 1;          /* worker_start() ran */
-    unsigned stopping : 1;         /* worker_stop() ran */
-    unsigned destroying : 1;       /* worker_destroy() is running */
-    unsigned stop_notified : 1;    /* stopped_ev was fired */
-    worker_stopped_cb stopped_cb;  /* worker_stop()'s callback */
-    void *stopped_arg;             /* its argument */
+        int active;               /* a round is running */
+        struct trim_group *g;     /* groups (owned) */
+        size_t n;                 /* entries in g */
+        size_t idx;               /* group being asked */
+    } trim;                       /* the trim round */
+    uint64_t rng;                 /* xorshift state for the jitter */
+    unsigned started : 1;         /* worker_start() ran */
+    unsigned stopping : 1;        /* worker_stop() ran */
+    unsigned destroying : 1;      /* worker_destroy() is running */
+    unsigned stop_notified : 1;   /* stopped_ev was fired */
+    worker_stopped_cb stopped_cb; /* worker_stop()'s callback */
+    void *stopped_arg;            /* its argument */
 };
 
 /* --- small pure helpers ---------------------------------------------------------------- */
@@ -341,7 +342,8 @@ find_held(struct rpeer *p, struct slice id)
 {
     struct entry *e;
 
-    TAILQ_FOREACH (e, &p->held, held_link) {
+    TAILQ_FOREACH(e, &p->held, held_link)
+    {
         if (slice_eq(slice_cstr(e->id), id)) {
             return e;
         }
@@ -539,8 +541,9 @@ on_applied(void *arg, const struct apply_result *res)
         if (res->peer_etag[0] != '\0' && e->m.etag.len > 0 &&
             !slice_eq(slice_cstr(res->peer_etag), e->m.etag)) {
             /* SSE or a store with other ETag rules; the bytes were streamed with their length */
-            log_warn("worker", "peer %s: bucket=%s key=%s entry=%s stored with ETag %s, the origin "
-                               "has %.*s",
+            log_warn("worker",
+                     "peer %s: bucket=%s key=%s entry=%s stored with ETag %s, the origin "
+                     "has %.*s",
                      p->site->id, e->show_bucket, e->show_key, e->id, res->peer_etag,
                      SLICE_ARGS(e->m.etag));
         }
@@ -558,8 +561,8 @@ on_applied(void *arg, const struct apply_result *res)
             break;
         }
         e->attempts++;
-        log_error("worker", "peer %s: bucket=%s key=%s entry=%s cannot be applied: %s",
-                  p->site->id, e->show_bucket, e->show_key, e->id, res->reason);
+        log_error("worker", "peer %s: bucket=%s key=%s entry=%s cannot be applied: %s", p->site->id,
+                  e->show_bucket, e->show_key, e->id, res->reason);
         send_dead(e);
         break;
     case APPLY_FUTURE:
@@ -598,8 +601,9 @@ on_applied(void *arg, const struct apply_result *res)
         delay = worker_backoff_ms(w->cf->retry_base_ms, w->cf->retry_max_ms, e->attempts,
                                   next_random(w));
         if (res->outcome == APPLY_FAILED) {
-            log_info("worker", "peer %s: bucket=%s key=%s entry=%s failure %d of %d, retry in "
-                               "%lld ms: %s",
+            log_info("worker",
+                     "peer %s: bucket=%s key=%s entry=%s failure %d of %d, retry in "
+                     "%lld ms: %s",
                      p->site->id, e->show_bucket, e->show_key, e->id, e->failures,
                      w->cf->max_attempts, (long long)delay, res->reason);
         }
@@ -662,8 +666,8 @@ ingest(struct rpeer *p, const redisReply *r)
     const redisReply *f;
     size_t i;
 
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 2 || !reply_is_str(r->element[0]) ||
-        r->element[0]->len >= STREAM_ID_TEXT_MAX) {
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+        !reply_is_str(r->element[0]) || r->element[0]->len >= STREAM_ID_TEXT_MAX) {
         return;
     }
     if (find_held(p, slice_make(r->element[0]->str, r->element[0]->len)) != NULL) {
@@ -865,8 +869,8 @@ on_group(void *arg, const char *errstr, redisReply *r)
     if (w->destroying || w->stopping) {
         return;
     }
-    if (errstr != NULL && !(r != NULL && r->type == REDIS_REPLY_ERROR &&
-                            strncmp(r->str, "BUSYGROUP", 9) == 0)) {
+    if (errstr != NULL &&
+        !(r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) == 0)) {
         redis_warn(p, "XGROUP CREATE", errstr, r);
         arm(p->retry_ev, REDIS_RETRY_MS);
         return;
@@ -1007,7 +1011,8 @@ claim(struct rpeer *p)
     }
     room = w->cap - p->nheld;
     snprintf(idle, sizeof(idle), "%lld", (long long)w->cf->claim_idle_ms);
-    snprintf(count, sizeof(count), "%zu", room < (size_t)w->cf->batch ? room : (size_t)w->cf->batch);
+    snprintf(count, sizeof(count), "%zu",
+             room < (size_t)w->cf->batch ? room : (size_t)w->cf->batch);
     argv[0] = "XAUTOCLAIM";
     argv[1] = STREAM;
     argv[2] = p->group;
@@ -1116,9 +1121,8 @@ trim_finish(struct worker *w)
 
             if (strcmp(p->group, g->name) == 0) {
                 p->pending = g->pending;
-                p->lag_ms = g->has_oldest && now > (int64_t)g->oldest.ms
-                                ? now - (int64_t)g->oldest.ms
-                                : 0;
+                p->lag_ms =
+                    g->has_oldest && now > (int64_t)g->oldest.ms ? now - (int64_t)g->oldest.ms : 0;
             }
         }
     }
@@ -1267,7 +1271,8 @@ on_trim_groups(void *arg, const char *errstr, redisReply *r)
     }
     if (errstr != NULL || r == NULL || r->type != REDIS_REPLY_ARRAY) {
         if (errstr != queue_err_reply) {
-            log_debug("worker", "XINFO GROUPS %s failed: %s", STREAM, errstr ? errstr : "bad reply");
+            log_debug("worker", "XINFO GROUPS %s failed: %s", STREAM,
+                      errstr ? errstr : "bad reply");
         }
         w->trim.active = 0;
         return;
@@ -1337,10 +1342,10 @@ write_metrics(struct worker *w)
         json_object_set_new(o, "dead", json_integer((json_int_t)p->st.dead));
         json_object_set_new(o, "inflight", json_integer((json_int_t)p->inflight));
         json_object_set_new(o, "held", json_integer((json_int_t)p->nheld));
-        json_object_set_new(o, "pending", p->pending < 0 ? json_null()
-                                                         : json_integer((json_int_t)p->pending));
-        json_object_set_new(o, "lag_ms", p->lag_ms < 0 ? json_null()
-                                                       : json_integer((json_int_t)p->lag_ms));
+        json_object_set_new(o, "pending",
+                            p->pending < 0 ? json_null() : json_integer((json_int_t)p->pending));
+        json_object_set_new(o, "lag_ms",
+                            p->lag_ms < 0 ? json_null() : json_integer((json_int_t)p->lag_ms));
         json_object_set_new(peers, p->site->id, o);
     }
     json_object_set_new(root, "peers", peers);
@@ -1472,7 +1477,8 @@ on_grace(evutil_socket_t fd, short what, void *arg)
     for (i = 0; i < w->npeers; i++) {
         struct entry *e;
 
-        TAILQ_FOREACH (e, &w->peers[i].held, held_link) {
+        TAILQ_FOREACH(e, &w->peers[i].held, held_link)
+        {
             if (e->state == ES_APPLYING) {
                 log_info("worker", "peer %s: abandoning bucket=%s key=%s entry=%s (left pending)",
                          w->peers[i].site->id, e->show_bucket, e->show_key, e->id);

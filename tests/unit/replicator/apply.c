@@ -272,7 +272,8 @@ test_copied_headers(void)
     ok(!apply_copied_header(SLICE_LIT("x-amz-meta-s3tee-stamp")) &&
            !apply_copied_header(SLICE_LIT("x-amz-meta-s3tee-vv")),
        "our hidden metadata is not (the peer sets it from x-s3tee-*)");
-    ok(!apply_copied_header(SLICE_LIT("content-length")) && !apply_copied_header(SLICE_LIT("etag")) &&
+    ok(!apply_copied_header(SLICE_LIT("content-length")) &&
+           !apply_copied_header(SLICE_LIT("etag")) &&
            !apply_copied_header(SLICE_LIT("x-amz-server-side-encryption")) &&
            !apply_copied_header(SLICE_LIT("last-modified")),
        "transport and store-local headers are not");

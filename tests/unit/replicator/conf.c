@@ -1,4 +1,4 @@
-/* Unit tests for replicator/conf.c: defaults, every directive, every error with file:line, the example. */
+/* Unit tests for replicator/conf.c: defaults, directives, errors with file:line, the example. */
 #include "replicator/conf.c"
 
 #include <stdio.h>
@@ -91,7 +91,8 @@ check_defaults(const struct repl_conf *cf, const char *what)
     ok(streq(cf->redis_host, "127.0.0.1") && cf->redis_port == 6379, "%s: redis", what);
     ok(streq(cf->upstream, "http://127.0.0.1:8000") && streq(cf->upstream_host, "127.0.0.1:8000"),
        "%s: upstream and its host", what);
-    ok(cf->upstream_ca_file == NULL && cf->upstream_tls_verify == 1, "%s: store TLS defaults", what);
+    ok(cf->upstream_ca_file == NULL && cf->upstream_tls_verify == 1, "%s: store TLS defaults",
+       what);
     ok(streq(cf->region, "us-east-1"), "%s: region us-east-1", what);
     ok(streq(cf->credentials_file, in_dir("creds.txt")) && cf->creds != NULL,
        "%s: credentials resolved beside the config and loaded", what);
@@ -267,12 +268,12 @@ test_errors(void)
             "'http://u@x'");
     refused("upstream_tls_verify maybe\n",
             ":1: upstream_tls_verify: expected on or off, got 'maybe'");
-    refused("region \"us east\"\n", ":1: region: expected a region name like us-east-1, got 'us east'");
+    refused("region \"us east\"\n",
+            ":1: region: expected a region name like us-east-1, got 'us east'");
     refused(MINIMAL "concurrency 0\n",
             ":6: concurrency: expected an integer from 1 to 4096, got '0'");
     refused(MINIMAL "batch many\n", ":6: batch: expected an integer from 1 to 10000, got 'many'");
-    refused(MINIMAL "block_ms 1s\n",
-            ":6: block_ms: expected an integer from 1 to 60000, got '1s'");
+    refused(MINIMAL "block_ms 1s\n", ":6: block_ms: expected an integer from 1 to 60000, got '1s'");
     refused(MINIMAL "transfer_timeout soon\n",
             ":6: transfer_timeout: expected a duration like 5s or 250ms, got 'soon'");
     refused(MINIMAL "max_attempts 0\n",
@@ -284,7 +285,8 @@ test_errors(void)
             ":6: log_level: expected one of error, warn, info, debug, got 'loud'");
     refused(MINIMAL "error_log off\n",
             ":6: error_log: expected a file path or stderr (errors are always logged), got 'off'");
-    refused(MINIMAL "retry_base 10s\nretry_max 5s\n", ":7: retry_max: must not be below retry_base");
+    refused(MINIMAL "retry_base 10s\nretry_max 5s\n",
+            ":7: retry_max: must not be below retry_base");
     refused(MINIMAL "retry_base 2m\n", ":6: retry_max: must not be below retry_base");
 
     /* peers */

@@ -15,8 +15,8 @@
  *
  * The requests are built by apply_peer_request(), the way the replicator sends them.
  */
-#include "replicator/apply.c"
 #include "replicator/sites.c"
+#include "replicator/apply.c"
 
 #include <time.h>
 
@@ -188,8 +188,8 @@ test_store_request(void)
     pool_init(&p);
     sigv4_key_cache_init(&kc);
     apply_store_request(&p, &m, "GET", 5, 10, &rq);
-    lines = sites_sign(&p, &kc, "AKSTORE", "s", "us-east-1", "store:8000", &rq,
-                       (time_t)VECTOR_TIME, &creq);
+    lines = sites_sign(&p, &kc, "AKSTORE", "s", "us-east-1", "store:8000", &rq, (time_t)VECTOR_TIME,
+                       &creq);
     ok(lines && find_line(lines, "range: bytes=5-14") != NULL, "store GET: Range line");
     ok(creq && strstr(creq, "\nhost;range;x-amz-content-sha256;x-amz-date\n" SIGV4_EMPTY_SHA256) !=
                    NULL,

@@ -1,7 +1,7 @@
 /* Unit tests for replicator/worker.c: backoff bounds, stream ids, the trim point, reply parsing. */
+#include "replicator/worker.c"
 #include "replicator/apply.c"
 #include "replicator/sites.c"
-#include "replicator/worker.c"
 
 #include "test.h"
 
@@ -27,7 +27,8 @@ test_backoff(void)
         bad += worker_backoff_ms(1000, 60000, a, (uint64_t)ceiling + 1) != 0;
     }
     ok(bad == 0, "backoff within [0, min(max, base*2^(n-1))] for attempts 1..70");
-    ok(worker_backoff_ms(1000, 60000, 1, 1000) == 1000 && worker_backoff_ms(1000, 60000, 2, 2000) == 2000 &&
+    ok(worker_backoff_ms(1000, 60000, 1, 1000) == 1000 &&
+           worker_backoff_ms(1000, 60000, 2, 2000) == 2000 &&
            worker_backoff_ms(1000, 60000, 3, 4000) == 4000 &&
            worker_backoff_ms(1000, 60000, 7, 60000) == 60000,
        "ceilings 1s, 2s, 4s ... capped at 60s");
@@ -184,7 +185,8 @@ put_entry(const char *id, const char *key)
 {
     return rarr(2, rstr(id),
                 rarr(10, rstr("op"), rstr("put"), rstr("bucket"), rstr("photos"), rstr("key"),
-                     rstr(key), rstr("stamp"), rstr("0191f2a3b4c50001.a"), rstr("parts"), rstr("")));
+                     rstr(key), rstr("stamp"), rstr("0191f2a3b4c50001.a"), rstr("parts"),
+                     rstr("")));
 }
 
 static void
@@ -220,7 +222,8 @@ test_ingest(void)
                           rarr(2, rstr("5-3"), rnil()))));
     ok(ingest_read(&p, r, last) == 3, "three entries in the answer");
     ok_str(last, "5-3", "the last id is the backlog cursor");
-    ok(p.nheld == 2 && p.nready == 2, "two entries ready; the deleted one acknowledged (dropped here)");
+    ok(p.nheld == 2 && p.nready == 2,
+       "two entries ready; the deleted one acknowledged (dropped here)");
     e = TAILQ_FIRST(&p.ready);
     ok(e != NULL && strcmp(e->id, "5-1") == 0 && e->valid && e->m.op == MUT_PUT &&
            slice_eq(e->m.key, SLICE_LIT("a")) && e->npairs == 5,
