@@ -259,6 +259,55 @@ def test_http10(hp, pbucket):
         c.close()
 
 
+@pytest.mark.timeout(120)
+def test_concurrent_mixed_traffic(hp, pbucket, store_s3):
+    """12 clients at once, each on its own kept-alive connection (half over TLS): uploads
+    (hex and aws-chunked), reads, refused requests and refused uploads interleaved; every
+    answer is the right one and the store holds exactly the accepted uploads."""
+    errors = []
+
+    def worker(n):
+        c = client(hp, tls=n % 2 == 1)
+        bad = c.with_keys(CLIENT[0], "not-the-secret")
+        try:
+            for i in range(12):
+                key = f"w{n}/k{i}"
+                body = s3util.payload(1000 + (n * 7919 + i * 104729) % 200000, seed=n * 100 + i)
+                if i % 2:
+                    r = c.request("PUT", f"/{pbucket}/{key}", body=body)
+                else:
+                    signed = c.sign("PUT", f"/{pbucket}/{key}",
+                                    [("x-amz-decoded-content-length", str(len(body)))],
+                                    payload=awsv4.STREAMING_SIGNED)
+                    chunked = awsv4.aws_chunked_signed(signed, body, 32 * 1024)
+                    r = c.send_raw(build("PUT", f"/{pbucket}/{key}", signed.headers + [
+                        ("content-length", str(len(chunked)))], chunked), "PUT")
+                assert r.status == 200, r
+                r = c.request("GET", f"/{pbucket}/{key}")
+                assert r.status == 200 and r.body == body, (key, r.status)
+                r = c.send_raw(bad.raw("GET", f"/{pbucket}/{key}"), "GET")
+                assert r.code == "SignatureDoesNotMatch", r
+                r = c.request("PUT", f"/{pbucket}/{key}.bad", body=body,
+                              payload=awsv4.sha256_hex(body + b"?"))
+                assert r.code == "XAmzContentSHA256Mismatch", r
+                r = c.request("HEAD", f"/{pbucket}/{key}")
+                assert r.header("content-length") == str(len(body)), r
+        except Exception as e:  # collected, reported below
+            errors.append(f"client {n}: {e!r}")
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [], "\n".join(errors)
+    keys = {o["Key"] for page in store_s3.get_paginator("list_objects_v2").paginate(
+        Bucket=pbucket) for o in page.get("Contents", [])}
+    assert keys == {"probe"} | {f"w{n}/k{i}" for n in range(12) for i in range(12)}
+
+
 # ---------------------------------------------------------------------------------------
 # slow and vanished clients
 
@@ -411,6 +460,59 @@ def test_max_connections(make_proxy, pbucket):
     c.close()
 
 
+@pytest.mark.timeout(120)
+def test_slow_reader(make_proxy, pbucket, store_s3):
+    """A 64 MiB GET read slowly: the proxy holds back the store instead of buffering the
+    object (memory stays flat), the bytes all arrive intact; a client that stops reading
+    for longer than client_send_timeout (3s) is cut off, and the proxy serves on."""
+    big = s3util.payload(64 * 1024 * 1024, seed=19)
+    store_s3.put_object(Bucket=pbucket, Key="big", Body=big)
+    p = make_proxy(clients=[(*CLIENT, "*")], client_send_timeout="3s", workers=1)
+    c = client(p)
+    served(p, pbucket)
+    rss0 = p.rss_kb()
+    conn = RawConn("127.0.0.1", p.port, rcvbuf=64 * 1024)
+    conn.send(c.raw("GET", f"/{pbucket}/big"))
+    got = 0
+    conn.sock.settimeout(10)
+    while got < 1024 * 1024:
+        got += len(conn.sock.recv(65536))
+    time.sleep(2.0)                                    # not reading, below the timeout
+    grown = p.rss_kb() - rss0
+    assert grown < 24 * 1024, f"the proxy grew by {grown} kB for a reader that paused"
+    rest = bytearray()
+    while got + len(rest) < len(big) + 200:            # head + body, then EOF or timeout
+        try:
+            d = conn.sock.recv(1 << 20)
+        except socket.timeout:
+            break
+        if not d:
+            break
+        rest += d
+        if rest.endswith(big[-4096:]):
+            break
+    assert bytes(rest).endswith(big[-1024 * 1024:]), "the object did not arrive whole"
+    conn.close()
+
+    stuck = RawConn("127.0.0.1", p.port, rcvbuf=64 * 1024)
+    stuck.send(c.raw("GET", f"/{pbucket}/big"))
+    time.sleep(6.0)                                    # well past client_send_timeout
+    received = 0
+    stuck.sock.settimeout(5)
+    try:
+        while True:
+            d = stuck.sock.recv(1 << 20)
+            if not d:
+                break
+            received += len(d)
+    except (socket.timeout, ConnectionResetError):
+        pass
+    assert received < len(big) / 2, f"{received} bytes: the stuck client was not cut off"
+    stuck.close()
+    served(p, pbucket)
+    c.close()
+
+
 @pytest.mark.parametrize("payload", ["sha256", "unsigned"])
 @pytest.mark.parametrize("existed", [False, True], ids=["new", "existing"])
 def test_client_disconnects_mid_upload(hp, pbucket, store_s3, payload, existed):
@@ -515,6 +617,102 @@ def test_store_too_slow(make_proxy, pbucket):
         assert len(hole.conns) >= 1
     finally:
         hole.close()
+
+
+class FakeStore:
+    """A tiny HTTP "store" whose answer depends on the last path segment of the request:
+    ok, truncated (Content-Length 1000, 500 bytes, close), garbage (not HTTP), hangup
+    (closes without answering), stall (head and 100 bytes, then nothing), hop (hop-by-hop
+    headers and a chunked body that the proxy must not pass on as they are)."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.held = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(c,), daemon=True).start()
+
+    def _one(self, c):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = c.recv(65536)
+            if not d:
+                c.close()
+                return
+            data += d
+        what = data.split(b" ", 2)[1].rsplit(b"/", 1)[-1].split(b"?")[0].decode()
+        if what == "ok":
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n"
+                      b"Content-Type: text/plain\r\n\r\nfine")
+        elif what == "truncated":
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"t" * 500)
+        elif what == "garbage":
+            c.sendall(b"THIS IS NOT HTTP\r\n\r\n")
+        elif what == "hangup":
+            pass
+        elif what == "stall":
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"s" * 100)
+            self.held.append(c)
+            return
+        elif what == "hop":
+            c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                      b"Connection: close\r\nKeep-Alive: timeout=99\r\n"
+                      b"Proxy-Connection: keep-alive\r\nUpgrade: h2c\r\nTrailer: x-t\r\n"
+                      b"x-amz-meta-kept: yes\r\n\r\n"
+                      b"5\r\nhello\r\n6\r\n world\r\n0\r\nx-t: 1\r\n\r\n")
+        c.close()
+
+    def close(self):
+        self.sock.close()
+        for c in self.held:
+            c.close()
+
+
+@pytest.mark.timeout(60)
+def test_store_misbehaves(make_proxy):
+    """A store that truncates, babbles, hangs up or stalls: the client gets a 503 when no
+    answer has started, a closed connection when one had (never a desynchronised keep-alive),
+    and hop-by-hop headers of the store are not passed on."""
+    fake = FakeStore()
+    try:
+        p = make_proxy(clients=[(*CLIENT, "*")], upstream=f"http://127.0.0.1:{fake.port}",
+                       upstream_first_byte_timeout="1s", upstream_io_timeout="1s")
+        c = client(p)
+        conn = c.connect()
+        r = c.request("GET", "/bkt/ok", conn=conn)
+        assert r.status == 200 and r.body == b"fine" and not r.closes, r
+        for what in ("garbage", "hangup"):
+            r = c.request("GET", f"/bkt/{what}", conn=conn)
+            assert_error(r, 503, "ServiceUnavailable")
+            assert not r.closes, r
+        r = c.request("GET", "/bkt/hop", conn=conn)
+        assert r.status == 200 and r.body == b"hello world", r
+        names = {n.lower() for n, _ in r.headers}
+        assert not names & {"keep-alive", "proxy-connection", "upgrade", "trailer"}, r
+        assert r.header("x-amz-meta-kept") == "yes" and not r.closes, r
+        for what in ("truncated", "stall"):
+            conn.send(c.raw("GET", f"/bkt/{what}"))
+            t0 = time.monotonic()
+            with pytest.raises(EOFError):
+                conn.read_response("GET", timeout=10)
+            assert time.monotonic() - t0 < 5.0
+            conn.close()
+            conn = c.connect()
+            r = c.request("GET", "/bkt/ok", conn=conn)
+            assert r.status == 200 and r.body == b"fine", r
+        conn.close()
+        e = logscan.wait_access(p, lambda e: e["key"] == "truncated")
+        assert e["status"] == 200 and e["bytes_out"] == 500, e
+    finally:
+        fake.close()
 
 
 # ---------------------------------------------------------------------------------------

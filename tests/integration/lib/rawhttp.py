@@ -57,9 +57,18 @@ class Response:
 class RawConn:
     """One client connection; requests and responses are bytes the caller chooses."""
 
-    def __init__(self, host, port, tls=False, ca=None, timeout=15.0, server_hostname=None):
+    def __init__(self, host, port, tls=False, ca=None, timeout=15.0, server_hostname=None,
+                 rcvbuf=None):
         self.host, self.port = host, port
-        s = socket.create_connection((host, port), timeout=timeout)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.settimeout(timeout)
+        try:
+            s.connect((host, port))
+        except OSError:
+            s.close()
+            raise
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls:
             ctx = ssl.create_default_context(cafile=ca)
