@@ -1297,7 +1297,7 @@ step_simple(struct apply *a, const char *what)
                  error_text(a, &a->dst));
         a->state = AS_TAGS_CHECK;
         if (start_src(a, "HEAD", 0, 0, 0) != 0) {
-            finish(a, APPLY_FAILED, 404, "%s", a->reason);
+            report(a, APPLY_FAILED, 404); /* the reason is set; tags have no upload to abort */
         }
         return;
     }
