@@ -116,6 +116,7 @@ struct req {
     struct event *retry_timer;        /* re-tries a busy lease (owned) */
     struct evbuffer *capture;         /* small request body kept for parsing (tagging XML) */
     char *tags;                       /* URL-encoded tag set to record, NULL when none */
+    char *tags_override;              /* replica PUT: the newer tags to store instead (pool) */
     struct evbuffer *held;            /* store response body held until the commit (owned) */
     unsigned hold_response : 1;       /* answer only after the queue recorded the write */
     unsigned began : 1;               /* lease taken: must commit or release */
@@ -472,6 +473,9 @@ signature_matches(struct req *r, struct auth_out *ao, struct slice canonical_uri
     return 0;
 }
 
+static int parse_copy_source(struct req *r, struct slice src, struct slice *bucket,
+                             struct slice *key, struct slice *version);
+
 static int
 authenticate(struct req *r, struct auth_out *ao)
 {
@@ -600,6 +604,20 @@ authenticate(struct req *r, struct auth_out *ao)
     if (r->addr.bucket.len > 0 && !creds_bucket_allowed(ce, r->addr.bucket)) {
         fail(r, S3ERR_ACCESS_DENIED, NULL);
         return -1;
+    }
+    if (!ce->all_buckets && find_hdr(r, "x-amz-copy-source") != NULL) {
+        /* a copy reads its source bucket: the key must be allowed that one too */
+        struct slice sb, sk, sv;
+
+        if (parse_copy_source(r, hdr_value(r, "x-amz-copy-source"), &sb, &sk, &sv) != 0) {
+            fail(r, S3ERR_INVALID_ARGUMENT,
+                 "Copy Source must mention the source bucket and key: sourcebucket/sourcekey");
+            return -1;
+        }
+        if (!creds_bucket_allowed(ce, sb)) {
+            fail(r, S3ERR_ACCESS_DENIED, NULL);
+            return -1;
+        }
     }
     return 1;
 }
@@ -863,6 +881,9 @@ start_upstream(struct req *r)
         if (drop_request_header(name)) {
             continue;
         }
+        if (r->tags_override != NULL && slice_eq_nocase(name, SLICE_LIT("x-amz-tagging"))) {
+            continue;
+        }
         if (r->copy_rewrite && (slice_eq_nocase(name, SLICE_LIT("x-amz-metadata-directive")) ||
                                 copied_from_source(name))) {
             continue; /* replaced by the source's values below */
@@ -902,6 +923,9 @@ start_upstream(struct req *r)
         sh[n++] = (struct sigv4_header){SLICE_LIT("x-amz-metadata-directive"), SLICE_LIT("REPLACE")};
         sh[n++] = (struct sigv4_header){SLICE_LIT("x-amz-copy-source-if-match"),
                                         aux_header(r, "etag")};
+    }
+    if (r->tags_override != NULL && r->tags_override[0] != '\0') {
+        sh[n++] = (struct sigv4_header){SLICE_LIT("x-amz-tagging"), slice_cstr(r->tags_override)};
     }
     if (r->role != ROLE_NONE && r->mop == MUT_PUT &&
         (r->addr.op == S3_OP_PUT_OBJECT || r->addr.op == S3_OP_COPY_OBJECT ||
@@ -1303,6 +1327,16 @@ on_begin(void *arg, const char *errstr, const struct queue_begin_result *res)
         if (r->role == ROLE_LOCAL) {
             snprintf(r->stamp, sizeof(r->stamp), "%s", res->stamp);
             snprintf(r->vv, sizeof(r->vv), "%s", res->vv);
+        }
+        if (r->role == ROLE_REPLICA && r->mop == MUT_PUT && r->cur.tag_stamp[0] != '\0') {
+            struct stamp in, tst;
+
+            if (stamp_parse(slice_cstr(r->stamp), &in) == 0 &&
+                stamp_parse(slice_cstr(r->cur.tag_stamp), &tst) == 0 && stamp_cmp(&tst, &in) > 0) {
+                /* a newer tag change already landed here: the older PUT's bytes apply, its
+                 * tags do not (tags are a register of their own) */
+                r->tags_override = pool_strndup(&r->pool, res->cur.tags.ptr, res->cur.tags.len);
+            }
         }
         if (r->is_complete && r->role == ROLE_LOCAL && r->mpu_stamp != NULL) {
             /* a multipart upload is ordered by the stamp it took at Create (DESIGN.md) */

@@ -194,7 +194,7 @@ copy_str(const redisReply *r, char *out, size_t cap)
     return 0;
 }
 
-/* begin_* reply: { verdict, stamp, new_vv, exists, st, vv, del, etag, size, tst }. */
+/* begin_* reply: { verdict, stamp, new_vv, exists, st, vv, del, etag, size, tst, tags }. */
 static int
 parse_begin(const redisReply *r, struct queue_begin_result *res)
 {
@@ -203,10 +203,10 @@ parse_begin(const redisReply *r, struct queue_begin_result *res)
     size_t i;
 
     memset(res, 0, sizeof(*res));
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 10) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 11) {
         return -1;
     }
-    for (i = 0; i < 10; i++) {
+    for (i = 0; i < 11; i++) {
         if (r->element[i]->type != REDIS_REPLY_STRING) {
             return -1;
         }
@@ -227,6 +227,7 @@ parse_begin(const redisReply *r, struct queue_begin_result *res)
     }
     res->verdict = (enum queue_verdict)i;
     res->cur.exists = strcmp(r->element[3]->str, "1") == 0;
+    res->cur.tags = slice_make(r->element[10]->str, (size_t)r->element[10]->len);
     res->cur.deleted = strcmp(del, "1") == 0;
     if (copy_str(r->element[7], res->cur.etag, sizeof(res->cur.etag)) != 0) {
         /* a store's ETag longer than we keep: kept cut (it only feeds the conflict log) */

@@ -62,6 +62,7 @@ struct queue_entry {
     char etag[80];                   /* ETag as the store gave it, quotes included */
     int64_t size;                    /* object size, -1 unknown */
     char tag_stamp[STAMP_TEXT_MAX];  /* tag register stamp ("" if none) */
+    struct slice tags;               /* tag register value (URL-encoded); callback only */
 };
 
 /* What a write is about. */

@@ -8,7 +8,7 @@
  * strcoll() (the server's locale), so stamps are compared byte by byte with bcmp().
  *
  * begin_local and begin_replica return the same ten strings:
- *   { verdict, stamp, new_vv, exists, st, vv, del, etag, size, tst }
+ *   { verdict, stamp, new_vv, exists, st, vv, del, etag, size, tst, tags }
  * verdict is GO | BUSY | STALE | FUTURE; stamp is the minted (local) or incoming (replica)
  * stamp; new_vv the index vector with this site's counter + 1 (local only); then the
  * index entry before the write ("" for missing fields; exists is "1" or "0").
@@ -80,11 +80,11 @@
     "  if not done then out[#out + 1] = site .. '=1' end\n"                                        \
     "  return table.concat(out, ';')\n"                                                            \
     "end\n"                                                                                        \
-    /* the index entry: exists, st, vv, del, etag, size, tst */                                    \
+    /* the index entry: exists, st, vv, del, etag, size, tst, tags */                              \
     "local function entry(k)\n"                                                                    \
-    "  local h = redis.call('HMGET', k, 'st', 'vv', 'del', 'etag', 'size', 'tst')\n"               \
+    "  local h = redis.call('HMGET', k, 'st', 'vv', 'del', 'etag', 'size', 'tst', 'tags')\n"       \
     "  local e = {tostring(redis.call('EXISTS', k))}\n"                                            \
-    "  for i = 1, 6 do e[i + 1] = h[i] or '' end\n"                                                \
+    "  for i = 1, 7 do e[i + 1] = h[i] or '' end\n"                                                \
     "  return e\n"                                                                                 \
     "end\n"                                                                                        \
     /* ARGV[from..] field/value pairs (mutation_encode) -> table */                                \
@@ -181,7 +181,7 @@ static const char script_begin_replica[] =
     "if not hex or not now or not off then return redis.error_reply('S3TEE bad arguments') end\n"
     "local ims, ic = hlc_split(hex)\n"
     "if ims > now + off then\n"
-    "  return {'FUTURE', ARGV[4], '', '0', '', '', '', '', '', ''}\n"
+    "  return {'FUTURE', ARGV[4], '', '0', '', '', '', '', '', '', ''}\n"
     "end\n"
     "local ms, c = hlc_load(KEYS[1])\n"
     "if not ms then return redis.error_reply('S3TEE s3tee:hlc is not 16 hex digits') end\n"
