@@ -1180,11 +1180,16 @@ parse_copy_source(struct req *r, struct slice src, struct slice *bucket, struct 
         }
         src.len = (size_t)q;
     }
-    if (src.len && src.ptr[0] == '/') {
-        src.ptr++;
-        src.len--;
+    /* decoded first, then one leading '/' dropped: what RGW does (RGWCopyObj::
+     * parse_copy_location), so "%2Fb%2Fk" names the bucket the store will read */
+    if (uri_decode_pool(&r->pool, src, 0, &dec) != 0) {
+        return -1;
     }
-    if (uri_decode_pool(&r->pool, src, 0, &dec) != 0 || (slash = slice_index(dec, '/')) <= 0) {
+    if (dec.len && dec.ptr[0] == '/') {
+        dec.ptr++;
+        dec.len--;
+    }
+    if ((slash = slice_index(dec, '/')) <= 0) {
         return -1;
     }
     *bucket = slice_make(dec.ptr, (size_t)slash);
