@@ -251,6 +251,36 @@ def test_key_limited_to_other_buckets(px, pbucket):
         own.close()
 
 
+@pytest.mark.parametrize("source", ["/{b}/secret", "{b}/secret", "%2F{b}%2Fsecret",
+                                    "/{b}/secret?versionId=null"])
+def test_copy_from_a_bucket_the_key_may_not_use(make_proxy, make_bucket, store_s3, source):
+    """A key limited to bucket A must not read bucket B by copying B's objects into A
+    (CopyObject and UploadPartCopy name their source in x-amz-copy-source)."""
+    mine, theirs = make_bucket("mine"), make_bucket("theirs")
+    store_s3.put_object(Bucket=theirs, Key="secret", Body=b"not for the limited key")
+    store_s3.put_object(Bucket=mine, Key="probe", Body=PROBE)
+    p = make_proxy(clients=[(*LIMITED, mine)])
+    s3 = RawS3.of(p, access_key=LIMITED[0], secret=LIMITED[1])
+    try:
+        src = source.format(b=theirs)
+        data = s3.raw("PUT", f"/{mine}/stolen", headers=[("x-amz-copy-source", src)])
+        refused_then_served(s3, mine, data, "PUT", 403, "AccessDenied")
+        r = s3.request("POST", f"/{mine}/mp?uploads")
+        assert r.status == 200, r
+        upload = r.xml("UploadId")
+        data = s3.raw("PUT", f"/{mine}/mp?partNumber=1&uploadId={upload}",
+                      headers=[("x-amz-copy-source", src)])
+        refused_then_served(s3, mine, data, "PUT", 403, "AccessDenied")
+        assert s3.request("DELETE", f"/{mine}/mp?uploadId={upload}").status == 204
+        # copies inside the bucket it may use still work
+        r = s3.request("PUT", f"/{mine}/copy", headers=[("x-amz-copy-source", f"/{mine}/probe")])
+        assert r.status == 200, r
+    finally:
+        s3.close()
+    assert at_store(store_s3, mine, "stolen") is None
+    assert store_s3.get_object(Bucket=mine, Key="copy")["Body"].read() == PROBE
+
+
 # ---------------------------------------------------------------------------------------
 # payload verification: nothing unverified reaches the store
 
