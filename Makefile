@@ -107,7 +107,7 @@ demo: deps all
 	@tests/bed/demo.sh
 
 bench: deps all
-	@tests/bench/run.sh
+	@S3TEE_BUILD=$(abspath $(BUILD)) tests/bench/run.sh
 
 fuzz:
 	@$(MAKE) -f tests/fuzz/Makefile FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60)

@@ -154,6 +154,10 @@ conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int
         free(c);
         return;
     }
+    /* libevent moves 4 KiB per read and 16 KiB per write by default: a 1 GiB upload was
+     * 262,144 readv calls. Large objects want large single moves. */
+    bufferevent_set_max_single_read(c->bev, 256 * 1024);
+    bufferevent_set_max_single_write(c->bev, 256 * 1024);
     worker_conn_added(w, c);
     bufferevent_setcb(c->bev, tls ? NULL : sniff_read_cb, NULL, sniff_event_cb, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
