@@ -10,9 +10,10 @@
  *     |     our own pending entries, from 0                   ... STREAMS s3tee:log >
  *     +---------------- any read error, after REDIS_RETRY_MS ----------+
  *
- *   A peer reads when it has nothing ready to start and holds fewer than batch +
+ *   A peer reads while fewer than batch entries wait ready and it holds fewer than batch +
  *   concurrency entries; a peer that keeps failing stops reading once its entries wait in
- *   backoff, and its backlog stays in Redis.
+ *   backoff, and its backlog stays in Redis. Entries of one key start in stream order (a
+ *   tagging or delete never overtakes its PUT at a peer).
  *   Every claim_idle/2 (and at start): XCLAIM ... JUSTID of the entries we hold (resets
  *   their idle time, so no other replicator takes them while they wait in backoff), then
  *   XAUTOCLAIM ... claim_idle: entries of dead consumers become ours.
@@ -97,6 +98,7 @@ struct entry {
     enum entry_state state;        /* see the diagram */
     enum entry_state resume_state; /* ES_REDIS_WAIT: ES_ACKING or ES_DEADING */
     char id[STREAM_ID_TEXT_MAX];   /* stream id */
+    struct stream_id sid;          /* the same, parsed (per-key order) */
     struct pool pool;              /* copies of the fields, display strings */
     struct slice *fields;          /* field, value, field, value ... (pool) */
     size_t npairs;                 /* pairs in fields */
@@ -630,6 +632,42 @@ start_entry(struct worker *w, struct entry *e)
     e->apply = apply_start(&w->actx, p->site, &e->m, on_applied, e);
 }
 
+/*
+ * 1 if an older entry for the same key (same peer) is still to be applied: entries of one
+ * key go to a peer in stream order, so a tagging or a delete does not overtake its PUT
+ * (the peer would answer 404, or hold a lease the other write waits for).
+ */
+static int
+blocked(const struct entry *e)
+{
+    const struct entry *o;
+
+    TAILQ_FOREACH(o, &e->p->held, held_link)
+    {
+        if (o != e && (o->state == ES_READY || o->state == ES_APPLYING || o->state == ES_BACKOFF) &&
+            stream_id_cmp(o->sid, e->sid) < 0 && slice_eq(o->m.key, e->m.key) &&
+            slice_eq(o->m.bucket, e->m.bucket)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The oldest ready entry of P that may start now, or NULL. */
+static struct entry *
+next_startable(struct rpeer *p)
+{
+    struct entry *e;
+
+    TAILQ_FOREACH(e, &p->ready, ready_link)
+    {
+        if (!blocked(e)) {
+            return e;
+        }
+    }
+    return NULL;
+}
+
 /* Starts ready entries while slots are free, one peer after the other; then reads. */
 static void
 pump(struct worker *w)
@@ -642,9 +680,10 @@ pump(struct worker *w)
     while (w->inflight < (size_t)w->cf->concurrency) {
         for (k = 0; k < w->npeers; k++) {
             struct rpeer *p = &w->peers[(w->rr + k) % w->npeers];
+            struct entry *e = p->nready > 0 ? next_startable(p) : NULL;
 
-            if (p->nready > 0) {
-                start_entry(w, TAILQ_FIRST(&p->ready));
+            if (e != NULL) {
+                start_entry(w, e);
                 w->rr = (w->rr + k + 1) % w->npeers;
                 break;
             }
@@ -677,6 +716,9 @@ ingest(struct rpeer *p, const redisReply *r)
     e->p = p;
     pool_init(&e->pool);
     memcpy(e->id, r->element[0]->str, r->element[0]->len);
+    if (stream_id_parse(e->id, strlen(e->id), &e->sid) != 0) {
+        e->sid.ms = e->sid.seq = UINT64_MAX; /* not an id Redis makes; keep it last */
+    }
     f = r->element[1];
     TAILQ_INSERT_TAIL(&p->held, e, held_link);
     p->nheld++;
@@ -826,7 +868,7 @@ maybe_read(struct rpeer *p)
     size_t room;
     int argc = 0;
 
-    if (w->stopping || p->reading || p->phase == PP_GROUP || p->nready > 0 ||
+    if (w->stopping || p->reading || p->phase == PP_GROUP || p->nready >= (size_t)cf->batch ||
         evtimer_pending(p->retry_ev, NULL)) {
         return;
     }

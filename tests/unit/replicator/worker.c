@@ -243,6 +243,48 @@ test_ingest(void)
     ok(ingest_read(&p, r, last) == 1 && p.nheld == 2,
        "a malformed entry goes to the dead letters (dropped here: no Redis)");
     rfree(r);
+
+    /* per-key order: 7-1 and 7-3 name key "k"; 7-3 waits until 7-1 is applied */
+    r = rarr(
+        1, rarr(2, rstr("s3tee:log"),
+                rarr(3, put_entry("7-3", "k"), put_entry("7-2", "other"), put_entry("7-1", "k"))));
+    ingest_read(&p, r, last);
+    rfree(r);
+    while (!TAILQ_EMPTY(&p.ready)) { /* drop the earlier entries */
+        e = TAILQ_FIRST(&p.ready);
+        if (strncmp(e->id, "7-", 2) == 0) {
+            break;
+        }
+        entry_free(e);
+    }
+    e = next_startable(&p);
+    ok(e != NULL && strcmp(e->id, "7-2") == 0,
+       "7-3 is blocked by the older 7-1 of the same key; 7-2 (another key) may start");
+    {
+        struct entry *first = NULL, *x;
+
+        TAILQ_FOREACH(x, &p.held, held_link)
+        {
+            if (strcmp(x->id, "7-1") == 0) {
+                first = x;
+            }
+        }
+        TAILQ_REMOVE(&p.ready, e, ready_link);
+        p.nready--;
+        e->state = ES_APPLYING;
+        e = next_startable(&p);
+        ok(e == first, "then 7-1, the oldest entry of key k");
+        TAILQ_REMOVE(&p.ready, e, ready_link);
+        p.nready--;
+        e->state = ES_APPLYING;
+        ok(next_startable(&p) == NULL, "7-3 waits while 7-1 is applying");
+        first->state = ES_BACKOFF;
+        ok(next_startable(&p) == NULL, "... and while 7-1 waits to retry");
+        first->state = ES_ACKING;
+        e = next_startable(&p);
+        ok(e != NULL && strcmp(e->id, "7-3") == 0, "7-3 starts once 7-1 was applied");
+        first->state = ES_APPLYING; /* entry_free must not look for it in the ready list */
+    }
     while (!TAILQ_EMPTY(&p.held)) {
         entry_free(TAILQ_FIRST(&p.held));
     }
