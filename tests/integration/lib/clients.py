@@ -697,7 +697,8 @@ class Curl(Client):
         dict/list of pairs), headers (dict), data (bytes, str or Path), out (file for the
         body; else .body holds it), payload_hash (None: sha256 of the body; a string is sent
         as is; False sends none). Returns Result: stdout = body as text, .status (int),
-        .headers (dict, lower-case names), .body (bytes, unless out)."""
+        .headers (dict, lower-case names), .body (bytes, unless out), .http_version ("1.1",
+        "2": what curl spoke, from the status line)."""
         with tempfile.TemporaryDirectory(prefix="curl-") as tmp:
             tmp = Path(tmp)
             url = self.ep.url + path
@@ -738,7 +739,8 @@ class Curl(Client):
             resp_headers = _parse_headers(hfile)
             body = None if out else (bfile.read_bytes() if bfile.exists() else b"")
             text = "" if out else body.decode("utf-8", "replace")
-            return Result(r.rc, text, r.stderr, r.cmd, status=status, headers=resp_headers, body=body)
+            return Result(r.rc, text, r.stderr, r.cmd, status=status, headers=resp_headers, body=body,
+                          http_version=_http_version(hfile))
 
     def make_bucket(self, bucket):
         return _http_ok(self.request("PUT", f"/{bucket}"))
@@ -777,6 +779,16 @@ def _sha256_file(path):
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h
+
+
+def _http_version(path):
+    """"1.1", "2", ... from the status line of the last response in a curl -D file."""
+    try:
+        lines = Path(path).read_text(errors="replace").replace("\r\n", "\n").split("\n")
+    except OSError:
+        return None
+    status = [line for line in lines if line.startswith("HTTP/")]
+    return status[-1].split()[0][len("HTTP/"):] if status else None
 
 
 def _parse_headers(path):
