@@ -125,6 +125,8 @@ apply_outcome_name(enum apply_outcome o)
         return "future";
     case APPLY_FAILED:
         return "failed";
+    case APPLY_UNAVAILABLE:
+        return "unavailable";
     case APPLY_INVALID:
         return "invalid";
     case APPLY_CANCELLED:
@@ -963,7 +965,8 @@ peer_ok(struct apply *a, const char *what, int *stale)
     struct leg *d = &a->dst;
 
     if (d->err != NULL && !d->head) {
-        finish(a, APPLY_FAILED, 0, "%s at peer %s: %s", what, a->peer->id, xfer_error_text(d->err));
+        finish(a, APPLY_UNAVAILABLE, 0, "%s at peer %s: %s", what, a->peer->id,
+               xfer_error_text(d->err));
         return 0;
     }
     if (d->err != NULL) {
@@ -982,8 +985,9 @@ peer_ok(struct apply *a, const char *what, int *stale)
                a->peer->id);
         return 0;
     }
-    finish(a, APPLY_FAILED, d->status, "%s at peer %s: status %d%s", what, a->peer->id, d->status,
-           error_text(a, d));
+    finish(a, d->status == 502 || d->status == 503 || d->status == 504 ? APPLY_UNAVAILABLE
+                                                                         : APPLY_FAILED,
+           d->status, "%s at peer %s: status %d%s", what, a->peer->id, d->status, error_text(a, d));
     return 0;
 }
 
@@ -1086,7 +1090,7 @@ step_store_get(struct apply *a)
 
     if (!s->head) {
         if (s->done) {
-            finish(a, APPLY_FAILED, 0, "GET at the local store: %s", xfer_error_text(s->err));
+            finish(a, APPLY_UNAVAILABLE, 0, "GET at the local store: %s", xfer_error_text(s->err));
         }
         return;
     }
@@ -1125,7 +1129,7 @@ step_store_head(struct apply *a)
         return; /* HEAD has no body: its end follows its head at once */
     }
     if (!s->head) {
-        finish(a, APPLY_FAILED, 0, "HEAD at the local store: %s", xfer_error_text(s->err));
+        finish(a, APPLY_UNAVAILABLE, 0, "HEAD at the local store: %s", xfer_error_text(s->err));
         return;
     }
     if (!store_head_ok(a, "HEAD")) {

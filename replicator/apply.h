@@ -28,6 +28,9 @@ enum apply_outcome {
     APPLY_SUPERSEDED,  /* the local store no longer holds this stamp: a later entry carries it */
     APPLY_FUTURE,      /* the peer refused the stamp as too far ahead of its clock: retry */
     APPLY_FAILED,      /* transient or unexplained failure: retry, dead-letter after max_attempts */
+    APPLY_UNAVAILABLE, /* the peer or the local store is unreachable or answers 502/503/504:
+                        * retry for as long as it takes, never dead-lettered (a site that is
+                        * down keeps its backlog; resync covers outages past the backlog cap) */
     APPLY_INVALID,     /* the entry itself cannot be applied (malformed): dead-letter now */
     APPLY_CANCELLED,   /* apply_cancel() */
 };

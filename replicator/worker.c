@@ -568,6 +568,7 @@ on_applied(void *arg, const struct apply_result *res)
         send_dead(e);
         break;
     case APPLY_FUTURE:
+    case APPLY_UNAVAILABLE:
     case APPLY_FAILED:
         e->attempts++;
         if (res->outcome == APPLY_FUTURE) {
@@ -602,6 +603,11 @@ on_applied(void *arg, const struct apply_result *res)
         p->st.retries++;
         delay = worker_backoff_ms(w->cf->retry_base_ms, w->cf->retry_max_ms, e->attempts,
                                   next_random(w));
+        if (res->outcome == APPLY_UNAVAILABLE && e->attempts == 1) {
+            log_warn("worker", "peer %s: bucket=%s key=%s entry=%s waits, retried until it "
+                               "goes through: %s",
+                     p->site->id, e->show_bucket, e->show_key, e->id, res->reason);
+        }
         if (res->outcome == APPLY_FAILED) {
             log_info("worker",
                      "peer %s: bucket=%s key=%s entry=%s failure %d of %d, retry in "
