@@ -122,6 +122,7 @@ struct req {
     unsigned began : 1;               /* lease taken: must commit or release */
     unsigned qbusy : 1;               /* a queue command is in flight (keeps the req alive) */
     unsigned fence_pending : 1;       /* lease check before the last byte in flight */
+    unsigned start_deferred : 1;      /* empty upload: store asked only once it verified */
     unsigned copy_rewrite : 1;        /* CopyObject with COPY directive, sent as REPLACE */
     unsigned multi_delete : 1;        /* DeleteObjects: each deleted key recorded after */
     unsigned is_complete : 1;         /* CompleteMultipartUpload */
@@ -700,6 +701,23 @@ setup_body(struct req *r, const struct auth_out *ao, int signed_request)
             checksum_init(&r->hdr_sum, alg);
             r->hdr_sum_value = pool_strndup(&r->pool, r->hdrs[i].value.ptr, r->hdrs[i].value.len);
             break;
+        }
+    }
+    if (!r->has_body && r->up_length == 0) {
+        /* an empty upload has no last byte to hold back: the store commits it on sight, so
+         * what it declares about its (empty) body is checked now */
+        char got[CHECKSUM_BASE64_MAX];
+
+        if (r->mode == BODY_HEX && strcmp(r->want_sha, EMPTY_SHA256) != 0) {
+            fail(r, S3ERR_SHA256_MISMATCH, NULL);
+            return -1;
+        }
+        if (r->hdr_sum.alg != CHECKSUM_NONE) {
+            checksum_final_base64(&r->hdr_sum, got);
+            if (strcmp(got, r->hdr_sum_value) != 0) {
+                fail(r, S3ERR_BAD_DIGEST, NULL);
+                return -1;
+            }
         }
     }
     return 0;
@@ -1447,6 +1465,11 @@ on_fence(void *arg, const char *errstr, int held)
         return;
     }
     r->body_verified = 1;
+    if (r->start_deferred) {
+        r->start_deferred = 0;
+        continue_start(r);
+        return;
+    }
     if (r->xfer != NULL) {
         touch(r);
         upstream_resume_body(r->xfer);
@@ -2066,6 +2089,19 @@ on_copy_head(struct req *r, const char *errstr)
 static void
 continue_start(struct req *r)
 {
+    if (r->up_length == 0 && r->has_body && !r->body_verified) {
+        /* an aws-chunked body of 0 payload bytes: nothing to hold back from the store, which
+         * would commit the empty object at once; it is asked once the framing verified */
+        r->start_deferred = 1;
+        if (r->body_ended) {
+            if (!r->fence_pending) {
+                repl_fence(r); /* verified while we waited for the queue: the lease check */
+            }
+        } else if (r->expect_continue && r->fe != NULL) {
+            r->ops->send_continue(r->fe);
+        }
+        return;
+    }
     if (start_upstream(r) != 0) {
         req_maybe_free(r);
         return;
@@ -2226,10 +2262,15 @@ req_body_end(struct req *r)
         repl_fence(r); /* body_verified once the lease is confirmed */
         return;
     }
-    if (r->xfer == NULL && r->role != ROLE_NONE) {
+    if (r->xfer == NULL && r->role != ROLE_NONE && !r->start_deferred) {
         return; /* still waiting for the queue: continue_start() releases the body */
     }
     r->body_verified = 1;
+    if (r->start_deferred) {
+        r->start_deferred = 0;
+        continue_start(r);
+        return;
+    }
     if (r->xfer != NULL) {
         touch(r);
         upstream_resume_body(r->xfer);
