@@ -281,6 +281,44 @@ def test_copy_from_a_bucket_the_key_may_not_use(make_proxy, make_bucket, store_s
     assert store_s3.get_object(Bucket=mine, Key="copy")["Body"].read() == PROBE
 
 
+def test_virtual_host_style(make_proxy, make_bucket, store_s3):
+    """Bucket in the Host (virtual_host_domain): the signed Host decides the bucket, so the
+    bucket list of the key applies to it and a Host changed in flight breaks the signature."""
+    mine, other = make_bucket("vh-mine"), make_bucket("vh-other")
+    store_s3.put_object(Bucket=mine, Key="probe", Body=PROBE)
+    p = make_proxy(clients=[(*CLIENT, "*"), (*LIMITED, mine)],
+                   virtual_host_domain="s3.localhost")
+
+    def vh(bucket, keys=CLIENT):
+        return RawS3.of(p, access_key=keys[0], secret=keys[1],
+                        host_header=f"{bucket}.s3.localhost:{p.port}")
+
+    s3 = vh(mine)
+    try:
+        r = s3.request("PUT", "/dir/k", body=b"virtual")
+        assert r.status == 200, r
+        assert store_s3.get_object(Bucket=mine, Key="dir/k")["Body"].read() == b"virtual"
+        r = s3.request("GET", "/?list-type=2&prefix=dir%2F")
+        assert r.status == 200 and r.xml("Name") == mine and r.xml("Key") == "dir/k", r
+        data = s3.raw("GET", "/probe").replace(f"host: {mine}.".encode(),
+                                                f"host: {other}.".encode())
+        conn = s3.conn
+        assert_error(s3.send_raw(data, "GET"), 403, "SignatureDoesNotMatch")
+        r = s3.request("GET", "/probe")
+        assert r.status == 200 and r.body == PROBE and s3.conn is conn, r
+        r = vh(mine, LIMITED).request("GET", "/probe")
+        assert r.status == 200 and r.body == PROBE, r
+        assert_error(vh(other, LIMITED).request("GET", "/probe"), 403, "AccessDenied")
+        # the domain itself (and any other name) is path style
+        path_style = RawS3.of(p, access_key=CLIENT[0], secret=CLIENT[1],
+                              host_header=f"s3.localhost:{p.port}")
+        r = path_style.request("GET", f"/{mine}/probe")
+        assert r.status == 200 and r.body == PROBE, r
+        path_style.close()
+    finally:
+        s3.close()
+
+
 # ---------------------------------------------------------------------------------------
 # payload verification: nothing unverified reaches the store
 
@@ -467,6 +505,48 @@ def test_checksum_header_mismatch(s3, pbucket, store_s3):
                    headers=[("x-amz-checksum-crc32", awsv4.crc32_b64(payload))])
     assert r.status == 200, r
     assert at_store(store_s3, pbucket, "ck") == ('"%s"' % s3util.md5_hex(payload), len(payload))
+
+
+EMPTY_CASES = ["chunked-bad-final-signature", "trailer-bad-crc", "signed-trailer-bad-signature",
+               "plain-bad-crc-header", "plain-bad-sha256"]
+
+
+def _empty_upload(s3, bucket, key, case, good=False):
+    """A 0-byte upload; GOOD: everything it declares is right, else CASE's one lie."""
+    crc = awsv4.crc32_b64(b"" if good else b"lie")
+    if case == "chunked-bad-final-signature":
+        return _chunked_put(s3, bucket, key, b"", corrupt=None if good else 0)
+    if case == "trailer-bad-crc":
+        return _trailer_put(s3, bucket, key, b"", crc)
+    if case == "signed-trailer-bad-signature":
+        return _signed_trailer_put(s3, bucket, key, b"", awsv4.crc32_b64(b""),
+                                   corrupt_trailer=not good)
+    if case == "plain-bad-crc-header":
+        return s3.raw("PUT", f"/{bucket}/{key}", headers=[("x-amz-checksum-crc32", crc)])
+    if case == "plain-bad-sha256":
+        return s3.raw("PUT", f"/{bucket}/{key}",
+                      payload=awsv4.EMPTY_SHA256 if good else awsv4.sha256_hex(b"lie"))
+    raise ValueError(case)
+
+
+@pytest.mark.parametrize("case", EMPTY_CASES)
+def test_empty_upload_verified_before_the_store_sees_it(s3, pbucket, store_s3, case):
+    """With 0 payload bytes there is no last byte to hold back: the store would commit the
+    empty object the moment it is asked. A lying empty upload must not replace the object;
+    an honest one does."""
+    status, code = {"chunked-bad-final-signature": (403, "SignatureDoesNotMatch"),
+                    "trailer-bad-crc": (400, "BadDigest"),
+                    "signed-trailer-bad-signature": (403, "SignatureDoesNotMatch"),
+                    "plain-bad-crc-header": (400, "BadDigest"),
+                    "plain-bad-sha256": (400, "XAmzContentSHA256Mismatch")}[case]
+    before = old_object(store_s3, pbucket, "empty", True)
+    data = _empty_upload(s3, pbucket, "empty", case)
+    split = len(data) - 5 if case.startswith(("chunked", "trailer", "signed")) else None
+    refused_then_served(s3, pbucket, data, "PUT", status, code, split_at=split)
+    assert at_store(store_s3, pbucket, "empty") == before
+    r = s3.send_raw(_empty_upload(s3, pbucket, "empty", case, good=True), "PUT")
+    assert r.status == 200, r
+    assert at_store(store_s3, pbucket, "empty") == ('"%s"' % s3util.md5_hex(b""), 0)
 
 
 def test_aws_chunked_without_decoded_length(s3, pbucket, store_s3):

@@ -192,8 +192,9 @@ class RawS3:
     """Signs and sends S3 requests over one kept-alive RawConn (reopened when closed)."""
 
     def __init__(self, host, port, access_key, secret, tls=False, ca=None, region="us-east-1",
-                 timeout=30.0):
+                 timeout=30.0, host_header=None):
         self.host, self.port, self.tls, self.ca, self.timeout = host, port, tls, ca, timeout
+        self.host_header = host_header      # Host to send and sign (virtual-host style)
         self.signer = awsv4.Signer(access_key, secret, region)
         self.conn = None
 
@@ -207,7 +208,8 @@ class RawS3:
     def with_keys(self, access_key, secret, region=None):
         """Another client to the same place, signing with other keys (own connection)."""
         return RawS3(self.host, self.port, access_key, secret, tls=self.tls, ca=self.ca,
-                     region=region or self.signer.region, timeout=self.timeout)
+                     region=region or self.signer.region, timeout=self.timeout,
+                     host_header=self.host_header)
 
     @property
     def hostport(self):
@@ -219,7 +221,7 @@ class RawS3:
     def sign(self, method, target, headers=(), body=b"", payload=None, **kw):
         """Headers of a signed request; PAYLOAD: None = hex SHA-256 of BODY, else the
         x-amz-content-sha256 value to declare."""
-        hdrs = [("host", self.hostport)] + list(headers)
+        hdrs = [("host", self.host_header or self.hostport)] + list(headers)
         if payload is None:
             payload = awsv4.sha256_hex(body)
         return self.signer.sign(method, target, hdrs, payload, **kw)
