@@ -23,6 +23,10 @@ const char upstream_err_connect[] = "cannot connect to the store";
 const char upstream_err_timeout[] = "connecting to the store timed out";
 const char upstream_err_io[] = "connection to the store broke";
 
+/* An easy handle costs an allocation storm to set up and tear down; keeping a few reset
+ * ones per worker takes that off every request (the pool of connections is the multi's). */
+#define UPSTREAM_SPARE_HANDLES 64
+
 struct upstream {
     struct event_base *evb;           /* worker loop (borrowed) */
     CURLM *multi;                     /* owns the connection pool */
@@ -34,6 +38,8 @@ struct upstream {
     char *ca_file;                    /* CA bundle or NULL (owned) */
     int tls_verify;                   /* verify the store's certificate */
     long connect_timeout_ms;          /* CURLOPT_CONNECTTIMEOUT_MS */
+    CURL *spare[UPSTREAM_SPARE_HANDLES]; /* reset easy handles kept for the next transfers */
+    int nspare;                       /* handles in spare */
 };
 
 struct upstream_xfer {
@@ -143,8 +149,15 @@ timer_cb(CURLM *multi, long timeout_ms, void *userp)
 static void
 xfer_free(struct upstream_xfer *x)
 {
-    curl_multi_remove_handle(x->u->multi, x->easy);
-    curl_easy_cleanup(x->easy);
+    struct upstream *u = x->u;
+
+    curl_multi_remove_handle(u->multi, x->easy);
+    if (u->nspare < UPSTREAM_SPARE_HANDLES) {
+        curl_easy_reset(x->easy);
+        u->spare[u->nspare++] = x->easy;
+    } else {
+        curl_easy_cleanup(x->easy);
+    }
     curl_slist_free_all(x->hdrs);
     free(x);
 }
@@ -327,6 +340,9 @@ upstream_destroy(struct upstream *u)
         xfer_free(x);
     }
     on_reap(-1, 0, u);
+    while (u->nspare > 0) {
+        curl_easy_cleanup(u->spare[--u->nspare]);
+    }
     curl_multi_cleanup(u->multi);
     event_free(u->timer);
     event_free(u->reap_ev);
@@ -350,7 +366,7 @@ upstream_start(struct upstream *u, const struct upstream_xfer_args *a,
     x->ops = ops;
     x->arg = arg;
     x->start_us = now_us();
-    x->easy = e = curl_easy_init();
+    x->easy = e = u->nspare > 0 ? u->spare[--u->nspare] : curl_easy_init();
     if (e == NULL) {
         free(url);
         free(x);
