@@ -414,6 +414,23 @@ def test_presigned_expires_too_long(s3, pbucket):
     assert r.status == 200 and r.body == PROBE, r
 
 
+def test_presigned_not_yet_valid(s3, pbucket):
+    data = _presigned(s3, f"/{pbucket}/probe", expires=3600, when=time.time() + 20 * 60)
+    refused_then_served(s3, pbucket, data, "GET", 403, "AccessDenied")
+
+
+def test_presigned_with_response_overrides(s3, pbucket):
+    """Parameters other than X-Amz-* travel to the store (and are signed by the client)."""
+    target = s3.signer.presign("GET", f"/{pbucket}/probe?response-content-type=text%2Fx-pre",
+                               s3.hostport, 60)
+    r = s3.send_raw(build("GET", target, [("host", s3.hostport)]), "GET")
+    assert r.status == 200 and r.body == PROBE, r
+    assert r.header("content-type") == "text/x-pre", r
+    tampered = target.replace("x-pre", "x-evil")
+    refused_then_served(s3, pbucket, build("GET", tampered, [("host", s3.hostport)]), "GET",
+                        403, "SignatureDoesNotMatch")
+
+
 @pytest.mark.parametrize("what", ["signature", "path", "expires"])
 def test_presigned_tampered(s3, pbucket, what):
     data = _presigned(s3, f"/{pbucket}/probe", expires=300)

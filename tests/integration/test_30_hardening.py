@@ -173,7 +173,7 @@ def test_limits_just_below_pass(hp):
     assert r.code in ("AccessDenied", "KeyTooLongError"), r
 
 
-def test_pipelined_requests(hp, pbucket):
+def test_pipelined_requests(hp, pbucket, store_s3):
     """Two requests in one write: both answered, in order, on the one connection."""
     c = client(hp)
     try:
@@ -183,6 +183,18 @@ def test_pipelined_requests(hp, pbucket):
         r1, r2 = conn.read_response("GET"), conn.read_response("HEAD")
         assert r1.status == 200 and r1.body == PROBE, r1
         assert r2.status == 200 and r2.header("content-length") == str(len(PROBE)), r2
+        # many at once, more than one read's worth: every one answered, in order
+        for i in range(3):
+            store_s3.put_object(Bucket=pbucket, Key=f"o{i}", Body=b"object %d" % i * (i + 1))
+        reqs = [c.raw("GET", f"/{pbucket}/o{i % 3}" if i % 4 else f"/{pbucket}/missing")
+                for i in range(60)]
+        conn.send(b"".join(reqs))
+        for i in range(60):
+            r = conn.read_response("GET")
+            if i % 4:
+                assert r.status == 200 and r.body == b"object %d" % (i % 3) * (i % 3 + 1), (i, r)
+            else:
+                assert r.code == "NoSuchKey", (i, r)
         conn.close()
     finally:
         c.close()
@@ -426,6 +438,12 @@ def test_idle_connections_closed(make_proxy, pbucket):
     assert time.monotonic() - t0 >= 1.5
     conn.close()
     silent.close()
+    # a TLS client that never starts its handshake is dropped the same way
+    t0 = time.monotonic()
+    raw_tls = RawConn("127.0.0.1", p.tls_port)
+    assert raw_tls.closed_within(6.0)
+    assert 1.5 <= time.monotonic() - t0 <= 4.0
+    raw_tls.close()
     served(p, pbucket)
 
 
