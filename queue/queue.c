@@ -34,6 +34,7 @@ enum script_id {
     SC_COMMIT_LOCAL,
     SC_COMMIT_REPLICA,
     SC_RELEASE,
+    SC_SETTLE_INTENT,
     SC_COUNT
 };
 
@@ -45,6 +46,7 @@ static const char *const script_bodies[SC_COUNT] = {
     [SC_COMMIT_LOCAL] = script_commit_local,
     [SC_COMMIT_REPLICA] = script_commit_replica,
     [SC_RELEASE] = script_release,
+    [SC_SETTLE_INTENT] = script_settle_intent,
 };
 
 #define KEY_HLC "s3tee:hlc"
@@ -57,7 +59,7 @@ struct queue {
     char site[STAMP_SITE_MAX + 1];   /* this site's id */
 };
 
-enum call_kind { CALL_BEGIN, CALL_CHECK, CALL_DONE, CALL_RAW };
+enum call_kind { CALL_BEGIN, CALL_CHECK, CALL_DONE, CALL_RAW, CALL_SETTLE };
 
 /* One pending operation: which callback to call and how to read the reply. */
 struct call {
@@ -67,6 +69,7 @@ struct call {
         queue_check_cb check;
         queue_done_cb done;
         queue_raw_cb raw;
+        queue_settle_cb settle;
     } cb;                /* the caller's callback (may be NULL) */
     void *arg;           /* for it */
     const char *what;    /* operation name, for logs */
@@ -247,12 +250,30 @@ parse_begin(const redisReply *r, struct queue_begin_result *res)
     return 0;
 }
 
+/* settle_intent reply: GONE | BUSY | DROPPED | LOGGED -> outcome, or -1. */
+static int
+parse_settle(const redisReply *r)
+{
+    static const char *const names[] = {"GONE", "BUSY", "DROPPED", "LOGGED"};
+    int i;
+
+    if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS) {
+        return -1;
+    }
+    for (i = 0; i < 4; i++) {
+        if (strcmp(r->str, names[i]) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
 static void
 on_call_done(void *arg, const char *errstr, struct redisReply *reply)
 {
     struct call *c = arg;
     struct queue_begin_result res;
-    int held = 0;
+    int held = 0, outcome = 0;
 
     if (errstr == NULL) {
         switch (c->kind) {
@@ -266,6 +287,12 @@ on_call_done(void *arg, const char *errstr, struct redisReply *reply)
                 errstr = queue_err_reply;
             }
             held = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+            break;
+        case CALL_SETTLE:
+            outcome = parse_settle(reply);
+            if (outcome < 0) {
+                errstr = queue_err_reply;
+            }
             break;
         case CALL_DONE:
         case CALL_RAW:
@@ -296,6 +323,12 @@ on_call_done(void *arg, const char *errstr, struct redisReply *reply)
     case CALL_RAW:
         if (c->cb.raw != NULL) {
             c->cb.raw(c->arg, errstr, reply);
+        }
+        break;
+    case CALL_SETTLE:
+        if (c->cb.settle != NULL) {
+            c->cb.settle(c->arg, errstr, errstr ? QUEUE_SETTLE_GONE
+                                                : (enum queue_settle_outcome)outcome);
         }
         break;
     }
@@ -634,6 +667,59 @@ arg_slice(const char **a, size_t *l, struct slice s)
 {
     *a = s.ptr ? s.ptr : "";
     *l = s.ptr ? s.len : 0;
+}
+
+int
+queue_settle_intent(struct queue *q, const struct queue_settle *s, queue_settle_cb cb, void *arg)
+{
+    struct buf idx = {0}, lease = {0};
+    char now[24], size[24];
+    const char *a[17];
+    size_t l[17], i;
+    struct stamp st;
+    struct vv vv;
+    struct call *c;
+    int put = s != NULL && s->found && s->op == MUT_PUT, rv;
+
+    if (q == NULL || s == NULL || s->member.len == 0 || s->bucket.len == 0 ||
+        s->key.len == 0 || (unsigned)s->op > MUT_TAGS || s->now_ms < 0 ||
+        (put && (stamp_parse(s->stamp, &st) != 0 || vv_parse(s->vv, &vv) != 0))) {
+        return -1;
+    }
+    object_key(&idx, "s3tee:o:", s->bucket, s->key);
+    object_key(&lease, "s3tee:l:", s->bucket, s->key);
+    snprintf(now, sizeof(now), "%" PRId64, s->now_ms);
+    snprintf(size, sizeof(size), "%" PRId64, put ? s->size : -1);
+    a[0] = idx.p;
+    a[1] = lease.p;
+    a[2] = KEY_INTENTS;
+    a[3] = KEY_LOG;
+    a[4] = KEY_HLC;
+    arg_slice(&a[5], &l[5], s->member);
+    a[6] = now;
+    a[7] = q->site;
+    a[8] = mutation_op_name(s->op);
+    arg_slice(&a[9], &l[9], s->bucket);
+    arg_slice(&a[10], &l[10], s->key);
+    arg_slice(&a[11], &l[11], s->expect_stamp);
+    a[12] = s->found ? "1" : "0";
+    arg_slice(&a[13], &l[13], put ? s->stamp : SLICE_LIT(""));
+    arg_slice(&a[14], &l[14], put ? s->vv : SLICE_LIT(""));
+    arg_slice(&a[15], &l[15], put ? s->etag : SLICE_LIT(""));
+    a[16] = size;
+    for (i = 0; i < 17; i++) {
+        if (i < 5 || i == 6 || i == 7 || i == 8 || i == 12 || i == 16) {
+            l[i] = strlen(a[i]);
+        }
+    }
+    l[0] = idx.len;
+    l[1] = lease.len;
+    c = call_new(CALL_SETTLE, arg, "settle_intent");
+    c->cb.settle = cb;
+    rv = run(q, SC_SETTLE_INTENT, 5, 17, a, l, c);
+    free(idx.p);
+    free(lease.p);
+    return rv;
 }
 
 int

@@ -154,4 +154,34 @@ int queue_command_argv(struct queue *q, int argc, const char **argv, const size_
 int queue_command_argv_timeout(struct queue *q, int64_t timeout_ms, int argc, const char **argv,
                                const size_t *argvlen, queue_raw_cb cb, void *arg);
 
+/*
+ * queue_settle_intent - a replicator settles an intent left behind by a proxy (the
+ * settle_intent script, notes/replication.md): ZREM, and for a write that landed at the
+ * store but never reached the log, update the index and XADD the mutation. Idempotent.
+ */
+enum queue_settle_outcome {
+    QUEUE_SETTLE_GONE = 0,           /* the intent was not there any more (settled already) */
+    QUEUE_SETTLE_BUSY,               /* the key's lease is held: nothing changed, try later */
+    QUEUE_SETTLE_DROPPED,            /* intent removed, nothing logged */
+    QUEUE_SETTLE_LOGGED,             /* index updated, mutation XADDed, intent removed */
+};
+
+struct queue_settle {
+    struct slice member;             /* the intent, byte for byte as in s3tee:intents */
+    enum mutation_op op;             /* its op */
+    struct slice bucket, key;        /* its bucket and (decoded) key */
+    int64_t now_ms;                  /* wall clock (a delete's stamp) */
+    struct slice expect_stamp;       /* delete: the index's st read before the store was
+                                      * asked ("" none); any other st means a write landed */
+    int found;                       /* the store has the object */
+    struct slice stamp, vv;          /* put, found: its x-amz-meta-s3tee-stamp and -vv */
+    struct slice etag;               /* put, found: its ETag */
+    int64_t size;                    /* put, found: its size */
+};
+
+typedef void (*queue_settle_cb)(void *arg, const char *errstr, enum queue_settle_outcome out);
+/* -1 also for a found put whose stamp or vector is malformed. */
+int queue_settle_intent(struct queue *q, const struct queue_settle *s, queue_settle_cb cb,
+                        void *arg);
+
 #endif

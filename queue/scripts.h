@@ -272,4 +272,59 @@ static const char script_release[] =
     "redis.call('ZREM', KEYS[2], ARGV[2])\n"
     "return 1\n";
 
+/*
+ * settle_intent - a replicator settles an intent a proxy left behind (died between the
+ * store's answer and commit_local). Idempotent: several replicators may run it for one
+ * intent.
+ * KEYS: index, lease, intents, log, hlc
+ * ARGV: intent_member, now_ms, site, op, bucket, key, expect_st, found, stamp, vv, etag, size
+ * GONE when the intent is no longer there (nothing written); BUSY when the key's lease is
+ * held (a live writer; nothing written). Else:
+ *   put, found, STAMP newer than the index's st: updates the index (tags "", tst = STAMP
+ *   where newer), XADDs the put mutation, ZREMs: LOGGED.
+ *   delete, not found, the index not a tombstone and its st still EXPECT_ST (no write
+ *   landed since the caller looked): mints max(now << 16, hlc + 1) like begin_local,
+ *   bumps SITE in the index vector, writes the tombstone, XADDs the delete, ZREMs: LOGGED.
+ *   anything else (tags, a write that never landed, a newer one there): ZREM: DROPPED.
+ */
+static const char script_settle_intent[] =
+    SCRIPT_PRELUDE
+    "if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then return 'GONE' end\n"
+    "if redis.call('EXISTS', KEYS[2]) == 1 then return 'BUSY' end\n"
+    "local now = tonumber(ARGV[2])\n"
+    "if not now or now < 0 or now >= 281474976710656 or now ~= math.floor(now) then\n"
+    "  return redis.error_reply('S3TEE bad now_ms')\n"
+    "end\n"
+    "local e = entry(KEYS[1])\n"
+    "local op, found = ARGV[4], ARGV[8] == '1'\n"
+    "local f = nil\n"
+    "if op == 'put' and found and stamp_split(ARGV[9]) and bcmp(ARGV[9], e[2]) > 0 then\n"
+    "  f = {'op', 'put', 'bucket', ARGV[5], 'key', ARGV[6], 'stamp', ARGV[9], 'vv', ARGV[10],\n"
+    "       'etag', ARGV[11], 'size', ARGV[12], 'tags', '', 'parts', '', 'time', ARGV[2]}\n"
+    "elseif op == 'delete' and not found and e[4] ~= '1' and e[2] == ARGV[7] then\n"
+    "  local ms, c = hlc_load(KEYS[5])\n"
+    "  if not ms then return redis.error_reply('S3TEE s3tee:hlc is not 16 hex digits') end\n"
+    "  local nv = vv_bump(e[3], ARGV[3])\n"
+    "  if not nv then return redis.error_reply('S3TEE malformed vv in the index') end\n"
+    "  c = c + 1\n"
+    "  if c > 65535 then\n"
+    "    ms = ms + 1\n"
+    "    c = 0\n"
+    "  end\n"
+    "  if now > ms then\n"
+    "    ms = now\n"
+    "    c = 0\n"
+    "  end\n"
+    "  if ms >= 281474976710656 then return redis.error_reply('S3TEE HLC exhausted') end\n"
+    "  local h = hlc_join(ms, c)\n"
+    "  redis.call('SET', KEYS[5], h)\n"
+    "  f = {'op', 'delete', 'bucket', ARGV[5], 'key', ARGV[6], 'stamp', h .. '.' .. ARGV[3],\n"
+    "       'vv', nv, 'etag', '', 'size', '-1', 'tags', '', 'parts', '', 'time', ARGV[2]}\n"
+    "end\n"
+    "redis.call('ZREM', KEYS[3], ARGV[1])\n"
+    "if not f then return 'DROPPED' end\n"
+    "index_apply(KEYS[1], fields(f, 1), true)\n"
+    "redis.call('XADD', KEYS[4], '*', unpack(f))\n"
+    "return 'LOGGED'\n";
+
 #endif

@@ -30,6 +30,9 @@
  *                                                     XADD s3tee:dead ok -------+ |
  *                                                                 error --> REDIS_WAIT (1 s, again)
  *
+ * Every claim_idle/4 (SETTLE_MIN_MS..SETTLE_MAX_MS): intents dead proxies left are settled
+ * (settle.h), on the cq connection.
+ *
  * Every TRIM_INTERVAL_MS: XINFO GROUPS, XPENDING (and XRANGE) per group, then XTRIM
  * s3tee:log MINID <the oldest id some group has not acknowledged>; the same round gives
  * each peer's lag. Every METRICS_INTERVAL_MS: metrics_file (JSON, written by rename).
@@ -60,6 +63,7 @@
 #include "queue/stamp.h"
 #include "replicator/apply.h"
 #include "replicator/conf.h"
+#include "replicator/settle.h"
 #include "replicator/sites.h"
 
 #define STREAM "s3tee:log"
@@ -72,6 +76,8 @@
 #define SHOW_MAX 300              /* bytes of a key shown in a log line */
 #define REDIS_POLL_MS 100         /* PP_GROUP: how often to look for the connection */
 #define REDIS_QUIET_MS 5000       /* no warning while Redis connects for this long */
+#define SETTLE_MIN_MS 200         /* intents round: at most this often */
+#define SETTLE_MAX_MS 5000        /* ... and at least this often */
 
 enum peer_phase {
     PP_GROUP = 0, /* the group is being created (or will be, after an error) */
@@ -177,6 +183,7 @@ struct worker {
     size_t redis_busy;          /* entries with XACK / XADD in flight */
     size_t cap;                 /* most entries held per peer */
     struct event *claim_ev;     /* claim_idle/2 tick (owned) */
+    struct settle *settle;      /* intents dead proxies left (owned) */
     struct event *trim_ev;      /* trim tick (owned) */
     struct event *metrics_ev;   /* metrics tick (owned) */
     struct event *grace_ev;     /* end of the stop grace time (owned) */
@@ -1419,6 +1426,15 @@ on_metrics_tick(evutil_socket_t fd, short what, void *arg)
 
 /* --- life cycle ------------------------------------------------------------------------- */
 
+/* claim_idle/4, between SETTLE_MIN_MS and SETTLE_MAX_MS. */
+static int64_t
+settle_interval_ms(const struct repl_conf *cf)
+{
+    int64_t ms = cf->claim_idle_ms / 4;
+
+    return ms > SETTLE_MAX_MS ? SETTLE_MAX_MS : ms < SETTLE_MIN_MS ? SETTLE_MIN_MS : ms;
+}
+
 struct worker *
 worker_create(struct event_base *evb, const struct repl_conf *cf)
 {
@@ -1461,6 +1477,7 @@ worker_create(struct event_base *evb, const struct repl_conf *cf)
         TAILQ_INIT(&p->held);
         TAILQ_INIT(&p->ready);
     }
+    w->settle = settle_create(evb, w->cq, &w->sites->store, settle_interval_ms(cf));
     w->claim_ev = event_new(evb, -1, EV_PERSIST, on_claim_tick, w);
     w->trim_ev = event_new(evb, -1, EV_PERSIST, on_trim_tick, w);
     w->metrics_ev = event_new(evb, -1, EV_PERSIST, on_metrics_tick, w);
@@ -1480,6 +1497,7 @@ worker_start(struct worker *w)
     }
     arm(w->claim_ev, w->cf->claim_idle_ms / 2 > 0 ? w->cf->claim_idle_ms / 2 : 1);
     arm(w->trim_ev, TRIM_INTERVAL_MS);
+    settle_start(w->settle);
     if (w->cf->metrics_file != NULL) {
         arm(w->metrics_ev, METRICS_INTERVAL_MS);
         write_metrics(w);
@@ -1570,6 +1588,7 @@ worker_stop(struct worker *w, int64_t grace_ms, worker_stopped_cb cb, void *arg)
     evtimer_del(w->claim_ev);
     evtimer_del(w->trim_ev);
     evtimer_del(w->metrics_ev);
+    settle_stop(w->settle);
     for (i = 0; i < w->npeers; i++) {
         evtimer_del(w->peers[i].retry_ev);
     }
@@ -1598,6 +1617,7 @@ worker_destroy(struct worker *w)
     }
     w->destroying = 1;
     queue_destroy(w->cq); /* XACK / XADD callbacks run now and free their entries */
+    settle_destroy(w->settle);
     for (i = 0; i < w->npeers; i++) {
         queue_destroy(w->peers[i].rq);
     }

@@ -760,6 +760,153 @@ test_two_proxies(void)
     run_for(20);
 }
 
+/* queue_settle_intent's outcome, -1 refused, -2 error, -3 no callback. */
+static int settle_out;
+
+static void
+on_settle(void *arg, const char *err, enum queue_settle_outcome out)
+{
+    struct got *g = arg;
+
+    g->calls++;
+    g->err = err;
+    settle_out = (int)out;
+}
+
+static int
+settle(const char *key, const char *holder, enum mutation_op op, int64_t now, int found,
+       const char *stamp, const char *vv, const char *expect)
+{
+    char member[256];
+    struct queue_settle s;
+    struct got g;
+
+    snprintf(member, sizeof(member),
+             "{\"site\":\"a\",\"holder\":\"%s\",\"op\":\"%s\",\"bucket\":\"bkt\",\"key\":\"%s\"}",
+             holder, mutation_op_name(op), key);
+    memset(&s, 0, sizeof(s));
+    memset(&g, 0, sizeof(g));
+    s.member = slice_cstr(member);
+    s.op = op;
+    s.bucket = SLICE_LIT("bkt");
+    s.key = slice_cstr(key);
+    s.now_ms = now;
+    s.expect_stamp = slice_cstr(expect);
+    s.found = found;
+    s.stamp = slice_cstr(stamp);
+    s.vv = slice_cstr(vv);
+    s.etag = SLICE_LIT("\"es\"");
+    s.size = 7;
+    if (queue_settle_intent(q, &s, on_settle, &g) != 0) {
+        return -1;
+    }
+    if (!run_until(&g.calls, 3000)) {
+        return -3;
+    }
+    return g.err ? -2 : settle_out;
+}
+
+static void
+test_settle(void)
+{
+    struct queue_write w = wr("s1", "hs1", N0 + 50000, MUT_PUT);
+    struct got g;
+    char stamp[STAMP_TEXT_MAX], want[512], cur[STAMP_TEXT_MAX];
+    long long xlen;
+
+    /* a put that reached the store, the proxy dead before commit_local */
+    xlen = atoll(rsync("XLEN s3tee:log") + 5);
+    g = begin_local(q, &w);
+    ok(g.res.verdict == QUEUE_GO, "settle: put begun");
+    snprintf(stamp, sizeof(stamp), "%s", g.res.stamp);
+    ok(settle("s1", "hs1", MUT_PUT, N0 + 60000, 1, stamp, g.res.vv, "") == QUEUE_SETTLE_BUSY,
+       "settle: lease held: BUSY");
+    ok_str(rsync("ZCARD s3tee:intents"), "(int)1", "... intent kept");
+    ok(atoll(rsync("XLEN s3tee:log") + 5) == xlen, "... nothing logged");
+    rsync("DEL s3tee:l:bkt/s1"); /* the lease ran out */
+    ok(settle("s1", "hs1", MUT_PUT, N0 + 60000, 1, stamp, g.res.vv, "") == QUEUE_SETTLE_LOGGED,
+       "settle: the store has a newer stamp: LOGGED");
+    snprintf(want, sizeof(want), "[%s,a=1,0,\"es\",7,%s,]", stamp, stamp);
+    ok_str(rsync("HMGET s3tee:o:bkt/s1 st vv del etag size tst tags"), want,
+           "... index from the store's object, tags unknown");
+    snprintf(want, sizeof(want),
+             "[op,put,bucket,bkt,key,s1,stamp,%s,vv,a=1,etag,\"es\",size,7,tags,,parts,,"
+             "time,%lld]]]",
+             stamp, N0 + 60000);
+    ok(strstr(rsync("XREVRANGE s3tee:log + - COUNT 1"), want) != NULL,
+       "... put mutation logged");
+    ok(atoll(rsync("XLEN s3tee:log") + 5) == xlen + 1, "... once");
+    ok_str(rsync("ZCARD s3tee:intents"), "(int)0", "... intent removed");
+    ok(settle("s1", "hs1", MUT_PUT, N0 + 60000, 1, stamp, "a=1", "") == QUEUE_SETTLE_GONE,
+       "settle again (another replicator): GONE");
+    ok(atoll(rsync("XLEN s3tee:log") + 5) == xlen + 1, "... nothing logged twice");
+
+    /* a put whose bytes never landed: the store has the older stamp (or nothing) */
+    w = wr("s1", "hs2", N0 + 50000, MUT_PUT);
+    g = begin_local(q, &w);
+    rsync("DEL s3tee:l:bkt/s1");
+    ok(settle("s1", "hs2", MUT_PUT, N0 + 60000, 1, stamp, "a=1", "") == QUEUE_SETTLE_DROPPED,
+       "settle: store stamp not newer than the index: DROPPED");
+    ok_str(rsync("ZCARD s3tee:intents"), "(int)0", "... intent removed");
+    ok(strncmp(rsync("HGET s3tee:o:bkt/s1 st"), stamp, strlen(stamp)) == 0, "... index unchanged");
+    g = begin_local(q, &w);
+    rsync("DEL s3tee:l:bkt/s1");
+    ok(settle("s1", "hs2", MUT_PUT, N0 + 60000, 0, "", "", "") == QUEUE_SETTLE_DROPPED,
+       "settle: no object: DROPPED");
+    ok(atoll(rsync("XLEN s3tee:log") + 5) == xlen + 1, "... nothing logged");
+
+    /* a delete the store did, the proxy dead before commit_local */
+    w = wr("s1", "hs3", N0 + 50000, MUT_DELETE);
+    g = begin_local(q, &w);
+    rsync("DEL s3tee:l:bkt/s1");
+    ok(settle("s1", "hs3", MUT_DELETE, N0 + 60000, 0, "", "", "0000000000000000.a") ==
+           QUEUE_SETTLE_DROPPED,
+       "settle delete: the index moved since the caller looked: DROPPED");
+    g = begin_local(q, &w);
+    rsync("DEL s3tee:l:bkt/s1");
+    ok(settle("s1", "hs3", MUT_DELETE, N0 + 60000, 1, "", "", stamp) == QUEUE_SETTLE_DROPPED,
+       "settle delete: the object is still there: DROPPED");
+    g = begin_local(q, &w);
+    rsync("DEL s3tee:l:bkt/s1");
+    snprintf(cur, sizeof(cur), "%s", rsync("GET s3tee:hlc"));
+    ok(settle("s1", "hs3", MUT_DELETE, N0 + 100000, 0, "", "", stamp) == QUEUE_SETTLE_LOGGED,
+       "settle delete: 404 at the store: LOGGED");
+    {
+        uint64_t h = strtoull(cur, NULL, 16) + 1, n = (uint64_t)(N0 + 100000) << 16;
+        char nst[STAMP_TEXT_MAX];
+
+        snprintf(nst, sizeof(nst), "%016" PRIx64 ".a", h > n ? h : n);
+
+        snprintf(want, sizeof(want), "[%s,a=2,1,,0,%s,]", nst, nst);
+        ok_str(rsync("HMGET s3tee:o:bkt/s1 st vv del etag size tst tags"), want,
+               "... tombstone with a fresh stamp (max(now << 16, hlc + 1)) and the vector bumped");
+        ok(strncmp(rsync("GET s3tee:hlc"), nst, 16) == 0, "... the HLC moved to it");
+        snprintf(want, sizeof(want), "[op,delete,bucket,bkt,key,s1,stamp,%s,vv,a=2,", nst);
+        ok(strstr(rsync("XREVRANGE s3tee:log + - COUNT 1"), want) != NULL,
+           "... delete mutation logged");
+    }
+    ok_str(rsync("ZCARD s3tee:intents"), "(int)0", "... intent removed");
+    g = begin_local(q, &w);
+    rsync("DEL s3tee:l:bkt/s1");
+    snprintf(cur, sizeof(cur), "%s", rsync("HGET s3tee:o:bkt/s1 st"));
+    ok(settle("s1", "hs3", MUT_DELETE, N0 + 100000, 0, "", "", cur) == QUEUE_SETTLE_DROPPED,
+       "settle delete over a tombstone: DROPPED");
+    ok(atoll(rsync("XLEN s3tee:log") + 5) == xlen + 2, "... nothing more logged");
+
+    /* tags: forgotten (resync carries tags) */
+    w = wr("s1", "hs4", N0 + 50000, MUT_TAGS);
+    g = begin_local(q, &w);
+    rsync("DEL s3tee:l:bkt/s1");
+    ok(settle("s1", "hs4", MUT_TAGS, N0 + 100000, 1, "", "", "") == QUEUE_SETTLE_DROPPED,
+       "settle tags: DROPPED");
+    ok_str(rsync("ZCARD s3tee:intents"), "(int)0", "... intent removed");
+
+    ok(settle("s1", "hs5", MUT_PUT, N0, 1, "bad", "a=1", "") == -1,
+       "settle: a found put with a malformed stamp is refused");
+    ok(settle("s1", "hs5", MUT_PUT, N0, 1, stamp, "a=x", "") == -1,
+       "settle: ... and with a malformed vector");
+}
+
 int
 main(void)
 {
@@ -780,6 +927,7 @@ main(void)
     test_noscript();
     test_invalid();
     test_two_proxies();
+    test_settle();
     ok(queue_create(harness_evb, &(struct queue_opts){"127.0.0.1", srv.port, "A", 100, 100}) ==
            NULL,
        "queue_create refuses a bad site id");

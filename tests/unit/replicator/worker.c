@@ -1,6 +1,7 @@
 /* Unit tests for replicator/worker.c: backoff bounds, stream ids, the trim point, reply parsing. */
 #include "replicator/worker.c"
 #include "replicator/apply.c"
+#include "replicator/settle.c"
 #include "replicator/sites.c"
 
 #include "test.h"
