@@ -974,6 +974,40 @@ start_upstream(struct req *r)
 
 typedef void (*aux_done_fn)(struct req *r, const char *errstr);
 
+/* Appends a copy of NAME: VALUE to a pool-backed header list that grows by doubling. */
+static void
+hdrs_add(struct pool *p, struct http_header **v, size_t *n, size_t *cap, struct slice name,
+         struct slice value)
+{
+    if (*n == *cap) {
+        struct http_header *nh;
+
+        *cap = *cap ? *cap * 2 : 16;
+        nh = pool_alloc(p, sizeof(*nh) * *cap);
+        if (*n) {
+            memcpy(nh, *v, sizeof(*nh) * *n);
+        }
+        *v = nh;
+    }
+    (*v)[*n].name = pool_slice_dup(p, name);
+    (*v)[*n].value = pool_slice_dup(p, value);
+    (*n)++;
+}
+
+/* First header named NAME (any case) in V, or SLICE_NULL. */
+static struct slice
+hdrs_find(const struct http_header *v, size_t n, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (slice_eq_nocase(v[i].name, slice_cstr(name))) {
+            return v[i].value;
+        }
+    }
+    return SLICE_NULL;
+}
+
 static size_t
 aux_read_body(void *arg, char *buf, size_t max)
 {
@@ -988,19 +1022,7 @@ aux_on_header(void *arg, struct slice name, struct slice value)
 {
     struct req *r = arg;
 
-    if (r->naux == r->capaux) {
-        struct http_header *nh;
-
-        r->capaux = r->capaux ? r->capaux * 2 : 16;
-        nh = pool_alloc(&r->pool, sizeof(*nh) * r->capaux);
-        if (r->naux) {
-            memcpy(nh, r->aux_hdrs, sizeof(*nh) * r->naux);
-        }
-        r->aux_hdrs = nh;
-    }
-    r->aux_hdrs[r->naux].name = pool_slice_dup(&r->pool, name);
-    r->aux_hdrs[r->naux].value = pool_slice_dup(&r->pool, value);
-    r->naux++;
+    hdrs_add(&r->pool, &r->aux_hdrs, &r->naux, &r->capaux, name, value);
 }
 
 static void
@@ -1076,14 +1098,7 @@ aux_start(struct req *r, const char *method, const char *path, const char *query
 static struct slice
 aux_header(const struct req *r, const char *name)
 {
-    size_t i;
-
-    for (i = 0; i < r->naux; i++) {
-        if (slice_eq_nocase(r->aux_hdrs[i].name, slice_cstr(name))) {
-            return r->aux_hdrs[i].value;
-        }
-    }
-    return SLICE_NULL;
+    return hdrs_find(r->aux_hdrs, r->naux, name);
 }
 
 /* ---- watchdog -------------------------------------------------------------------------------- */
@@ -1139,19 +1154,7 @@ touch(struct req *r)
 static void
 add_resp_header(struct req *r, struct slice name, struct slice value)
 {
-    if (r->nresp == r->capresp) {
-        struct http_header *nh;
-
-        r->capresp = r->capresp ? r->capresp * 2 : 16;
-        nh = pool_alloc(&r->pool, sizeof(*nh) * r->capresp);
-        if (r->nresp) {
-            memcpy(nh, r->resp_hdrs, sizeof(*nh) * r->nresp);
-        }
-        r->resp_hdrs = nh;
-    }
-    r->resp_hdrs[r->nresp].name = pool_slice_dup(&r->pool, name);
-    r->resp_hdrs[r->nresp].value = pool_slice_dup(&r->pool, value);
-    r->nresp++;
+    hdrs_add(&r->pool, &r->resp_hdrs, &r->nresp, &r->capresp, name, value);
 }
 
 /* A short answer the proxy makes itself (replica verdicts); empty body. */
@@ -1572,14 +1575,7 @@ tags_from_xml(struct pool *p, struct slice xml)
 static struct slice
 resp_header(const struct req *r, const char *name)
 {
-    size_t i;
-
-    for (i = 0; i < r->nresp; i++) {
-        if (slice_eq_nocase(r->resp_hdrs[i].name, slice_cstr(name))) {
-            return r->resp_hdrs[i].value;
-        }
-    }
-    return SLICE_NULL;
+    return hdrs_find(r->resp_hdrs, r->nresp, name);
 }
 
 /* Sends the store's answer that was held back during the commit. */
