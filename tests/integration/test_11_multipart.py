@@ -6,9 +6,9 @@ trailer, which the proxy decodes); the bytes at the store and on download match.
 the other multipart-capable clients (boto3 1.43 and 1.26 transfer managers, s3cmd,
 rclone) with small parts, over both schemes.
 
-Deleted objects at RGW leave their tails to its garbage collector, which waits two hours
-by default and the store keeps objects in RAM (memstore): the big tests delete what they
-wrote and run the collector at once.
+About 1 GiB is written here in all: the module has a store of its own (lib/bigstore.py),
+stopped at its end, so that the shared store's RAM (memstore) is not filled with tails
+waiting for RGW's garbage collector.
 """
 
 import hashlib
@@ -16,12 +16,37 @@ import shutil
 
 import pytest
 
-from lib import bigdata, ops
+from lib import bigdata, bigstore, clients, ops, s3util
 from lib.clients import Endpoint
 
 MIB = 1024 * 1024
 BIG = 200 * MIB
 SCHEMES = ("http", "https")
+
+
+@pytest.fixture(scope="module")
+def mp_store():
+    site = bigstore.start(2 * bigstore.GIB)
+    yield site
+    site.stop()
+
+
+@pytest.fixture(scope="module")
+def mp_s3(mp_store):
+    return clients.boto3_client(Endpoint.of(mp_store))
+
+
+@pytest.fixture
+def mp_proxy(make_proxy, mp_store):
+    return make_proxy(upstream=mp_store.url, store_key=bigstore.KEY)
+
+
+@pytest.fixture
+def mp_bucket(mp_s3, request):
+    name = s3util.unique_bucket_name(request.node.name)
+    mp_s3.create_bucket(Bucket=name)
+    yield name
+    bigstore.empty_and_delete(mp_s3, name)
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +66,6 @@ def store_digest(store_s3, bucket, key):
     return h.hexdigest(), n
 
 
-def drop_now(store, store_s3, bucket, *keys):
-    """Delete at the store and let RGW's garbage collector free the tails right away."""
-    for k in keys:
-        store_s3.delete_object(Bucket=bucket, Key=k)
-    r = store.admin("gc", "process", "--include-all")
-    assert r.returncode == 0, r.stderr
-
-
 def part_entries(log, key):
     return log.wait_for(op="UploadPart", key=key)
 
@@ -56,10 +73,11 @@ def part_entries(log, key):
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("version", (1, 2))
-def test_awscli_cp_200mib(proxy, store, store_s3, make_client, bucket, file_200mib, tmp_path,
+def test_awscli_cp_200mib(mp_proxy, mp_s3, make_client, mp_bucket, file_200mib, tmp_path,
                           version, scheme):
+    proxy, store_s3, bucket = mp_proxy, mp_s3, mp_bucket
     path, digest = file_200mib
-    c = make_client(f"awscli-v{version}", Endpoint.of(proxy, tls=scheme == "https"))
+    c = ops.make(make_client, f"awscli-v{version}", Endpoint.of(proxy, tls=scheme == "https"))
     log = ops.AccessLog(proxy)
     c.upload_file(bucket, "big/200mib.bin", path).check()
 
@@ -84,7 +102,6 @@ def test_awscli_cp_200mib(proxy, store, store_s3, make_client, bucket, file_200m
     c.download_file(bucket, "big/200mib.bin", out).check()
     assert out.stat().st_size == BIG and bigdata.sha256_file(out) == digest
     out.unlink()
-    drop_now(store, store_s3, bucket, "big/200mib.bin")
 
 
 SMALL_PARTS = [pytest.param(c, s, id=f"{c}-{s}") for c in
@@ -111,14 +128,15 @@ def upload_in_parts(c, name, bucket, key, path, part):
 
 
 @pytest.mark.parametrize("name, scheme", SMALL_PARTS)
-def test_client_multipart_small_parts(proxy, store_s3, make_client, bucket, tmp_path, name,
+def test_client_multipart_small_parts(mp_proxy, mp_s3, make_client, mp_bucket, tmp_path, name,
                                       scheme):
+    proxy, store_s3, bucket = mp_proxy, mp_s3, mp_bucket
     if name in ("s3cmd", "rclone") and shutil.which(name) is None:
         pytest.skip(f"{name} is not installed")
     size = 11 * MIB + 5             # 5 MiB parts: 5 + 5 + 1 MiB and 5 bytes
     path = bigdata.write_file(tmp_path / "src.bin", size, seed=11)
     digest = bigdata.sha256_file(path)
-    c = make_client(name, Endpoint.of(proxy, tls=scheme == "https"))
+    c = ops.make(make_client, name, Endpoint.of(proxy, tls=scheme == "https"))
     log = ops.AccessLog(proxy)
     upload_in_parts(c, name, bucket, "mp/obj", path, 5 * MIB).check()
 

@@ -15,7 +15,8 @@ from lib import ops, s3util
 from lib.clients import Endpoint
 
 SCHEMES = ("http", "https")
-BINARIES = {"s3cmd": "/usr/bin/s3cmd", "rclone": "rclone", "curl": "curl", "awscli-v2": "/usr/bin/aws"}
+BINARIES = {"s3cmd": "/usr/bin/s3cmd", "rclone": "rclone", "curl": "curl",
+            "awscli-v2": "/usr/bin/aws"}
 
 
 def matrix(*names):
@@ -26,7 +27,7 @@ def client_ops(make_client, proxy, name, scheme):
     binary = BINARIES.get(name)
     if binary and shutil.which(binary) is None:
         pytest.skip(f"{name}: {binary} is not installed")
-    return ops.for_client(make_client(name, Endpoint.of(proxy, tls=scheme == "https")))
+    return ops.for_client(ops.make(make_client, name, Endpoint.of(proxy, tls=scheme == "https")))
 
 
 def store_body(store_s3, bucket, key):

@@ -67,8 +67,9 @@ def page_all(s3, version, bucket, prefix, delimiter, page):
             token = r.get("NextMarker") or r["Contents"][-1]["Key"]
 '''
 
-CASES = [(2, "", "", 2), (2, "a/", "/", 1), (1, "", "", 3), (1, "a/", "/", 1), (2, "\u00fc/", "", 1),
-         (1, "", "/", 2)]
+# (ListObjects version, prefix, delimiter, MaxKeys)
+CASES = [(2, "", "", 2), (2, "a/", "/", 1), (1, "", "", 3), (1, "a/", "/", 1),
+         (2, "\u00fc/", "", 1), (1, "", "/", 2)]
 
 
 def boto_listings(c, bucket):
@@ -84,7 +85,7 @@ def boto_listings(c, bucket):
 
 @pytest.mark.parametrize("name, scheme", matrix("boto3-modern", "boto3-debian"))
 def test_list_paging_boto3(proxy, make_client, store_s3, listing_bucket, name, scheme):
-    c = make_client(name, Endpoint.of(proxy, tls=scheme == "https"))
+    c = ops.make(make_client, name, Endpoint.of(proxy, tls=scheme == "https"))
     log = ops.AccessLog(proxy)
     results = boto_listings(c, listing_bucket)
     scope = {}
@@ -144,7 +145,7 @@ def test_list_paging_curl(proxy, listing_bucket, scheme):
 
 @pytest.mark.parametrize("name, scheme", matrix("awscli-v1", "awscli-v2"))
 def test_list_paging_awscli(proxy, make_client, listing_bucket, name, scheme):
-    c = make_client(name, Endpoint.of(proxy, tls=scheme == "https"))
+    c = ops.make(make_client, name, Endpoint.of(proxy, tls=scheme == "https"))
     log = ops.AccessLog(proxy)
     # the CLI pages by itself: --page-size is MaxKeys, and it follows the tokens/markers
     for cmd, prefix, delim, page in [("list-objects-v2", "", "", 2), ("list-objects", "", "", 3),
@@ -174,7 +175,7 @@ def test_list_paging_awscli(proxy, make_client, listing_bucket, name, scheme):
 def test_list_s3cmd(proxy, make_client, listing_bucket, scheme):
     if shutil.which("s3cmd") is None:
         pytest.skip("s3cmd is not installed")
-    o = ops.for_client(make_client("s3cmd", Endpoint.of(proxy, tls=scheme == "https")))
+    o = ops.for_client(ops.make(make_client, "s3cmd", Endpoint.of(proxy, tls=scheme == "https")))
     assert o.list(listing_bucket) == KEYS
     assert o.list(listing_bucket, "a/") == [k for k in KEYS if k.startswith("a/")]
     r = o.c.run("ls", f"s3://{listing_bucket}/a/").check()   # delimiter "/"
@@ -189,7 +190,7 @@ def test_list_s3cmd(proxy, make_client, listing_bucket, scheme):
 def test_list_rclone(proxy, make_client, listing_bucket, scheme, version):
     if shutil.which("rclone") is None:
         pytest.skip("rclone is not installed")
-    c = make_client("rclone", Endpoint.of(proxy, tls=scheme == "https"))
+    c = ops.make(make_client, "rclone", Endpoint.of(proxy, tls=scheme == "https"))
     log = ops.AccessLog(proxy)
     # --s3-list-chunk 2: pages of two; --s3-list-version: ListObjects v1 or v2
     paging = ["--s3-list-chunk", "2", "--s3-list-version", str(version)]

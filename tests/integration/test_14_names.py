@@ -103,7 +103,7 @@ result = out
 
 @pytest.mark.parametrize("name, scheme", matrix("boto3-modern", "boto3-debian", "curl"))
 def test_special_keys_api(proxy, make_client, store_s3, bucket, name, scheme):
-    c = make_client(name, Endpoint.of(proxy, tls=scheme == "https"))
+    c = ops.make(make_client, name, Endpoint.of(proxy, tls=scheme == "https"))
     keys = FILE_KEYS + RAW_KEYS
     log = ops.AccessLog(proxy)
     if name == "curl":
@@ -146,7 +146,7 @@ def test_special_keys_api(proxy, make_client, store_s3, bucket, name, scheme):
 
 @pytest.mark.parametrize("name, scheme", matrix("awscli-v1", "awscli-v2"))
 def test_special_keys_awscli(proxy, make_client, store_s3, bucket, tmp_path, name, scheme):
-    c = make_client(name, Endpoint.of(proxy, tls=scheme == "https"))
+    c = ops.make(make_client, name, Endpoint.of(proxy, tls=scheme == "https"))
     src, dst = tmp_path / "src", tmp_path / "dst"
     write_tree(src, FILE_KEYS)
     c.s3("cp", "--recursive", str(src), f"s3://{bucket}/{PREFIX}").check()
@@ -170,7 +170,7 @@ def test_special_keys_awscli(proxy, make_client, store_s3, bucket, tmp_path, nam
 @pytest.mark.parametrize("name, scheme", matrix("s3cmd", "rclone"))
 def test_special_keys_tree_clients(proxy, make_client, store_s3, bucket, tmp_path, name, scheme):
     need(name)
-    c = make_client(name, Endpoint.of(proxy, tls=scheme == "https"))
+    c = ops.make(make_client, name, Endpoint.of(proxy, tls=scheme == "https"))
     src, dst = tmp_path / "src", tmp_path / "dst"
     write_tree(src, FILE_KEYS)
     dst.mkdir()
@@ -206,7 +206,7 @@ def decoded(v):
 @pytest.mark.parametrize("name, scheme", matrix("awscli-v1", "awscli-v2", "boto3-modern",
                                                 "boto3-debian"))
 def test_metadata_rfc2047(proxy, make_client, store_s3, bucket, tmp_path, name, scheme):
-    o = ops.for_client(make_client(name, Endpoint.of(proxy, tls=scheme == "https")))
+    o = ops.for_client(ops.make(make_client, name, Endpoint.of(proxy, tls=scheme == "https")))
     src = tmp_path / "src"
     src.write_bytes(b"rfc 2047\n")
     o.put(bucket, "m", src, meta=RFC2047)
@@ -224,7 +224,7 @@ RAW_VALUE = "\u00fcn\u00efc\u00f8de \u65e5\u672c"
 @pytest.mark.parametrize("name, scheme", matrix("curl", "rclone", "s3cmd"))
 def test_metadata_raw_utf8(proxy, store, make_client, store_s3, bucket, tmp_path, name, scheme):
     need(name)
-    o = ops.for_client(make_client(name, Endpoint.of(proxy, tls=scheme == "https")))
+    o = ops.for_client(ops.make(make_client, name, Endpoint.of(proxy, tls=scheme == "https")))
     src = tmp_path / "src"
     src.write_bytes(b"raw utf-8\n")
     o.put(bucket, "m", src, meta={"name": RAW_VALUE})

@@ -4,9 +4,9 @@ over https (256 aws-chunked parts with CRC32 trailers, which the proxy decodes).
 are compared by sha256 as they stream; nothing holds the object in memory, the test
 included. The proxy's peak RSS (VmHWM) must stay under 64 MiB.
 
-These run against a store of their own: the shared one keeps objects in RAM (memstore)
-with 2 GiB of room, so this one gets 3 GiB (taken only as written), and each test deletes
-its object and runs RGW's garbage collector before the next one writes.
+Each test has a store of its own (lib/bigstore.py): the shared one keeps objects in RAM
+(memstore) with 2 GiB of room; this one gets 3 GiB (taken only as written) and is stopped
+after the test, which frees the RAM without RGW's garbage collector.
 """
 
 import os
@@ -15,13 +15,12 @@ import subprocess
 import pytest
 
 import bed
-from lib import bigdata, clients, ops
+from lib import bigdata, bigstore, clients, ops
 from lib.clients import Endpoint
 
 GIB = 1024 ** 3
 SIZE = 2 * GIB
 RSS_LIMIT_KB = 64 * 1024
-STORE_KEY = ("AKIDBIG", "secretbig")
 
 
 def asan_build(binary):
@@ -34,17 +33,9 @@ def asan_build(binary):
         return b"__asan_init" in f.read()
 
 
-@pytest.fixture(scope="module")
-def big_store(bed_tls):
-    old = os.environ.get("OSD_BYTES")
-    os.environ["OSD_BYTES"] = str(3 * GIB)
-    try:
-        site = bed.RgwSite(*STORE_KEY, tls=bed_tls).start()
-    finally:
-        if old is None:
-            os.environ.pop("OSD_BYTES", None)
-        else:
-            os.environ["OSD_BYTES"] = old
+@pytest.fixture
+def big_store():
+    site = bigstore.start(3 * GIB)
     yield site
     site.stop()
 
@@ -64,7 +55,7 @@ def big_proxy(make_proxy, big_store):
     if asan_build(binary):
         env["ASAN_OPTIONS"] = (bed.SANITIZER_ENV["ASAN_OPTIONS"]
                                + ":quarantine_size_mb=8:thread_local_quarantine_size_kb=256")
-    return make_proxy(upstream=big_store.url, store_key=STORE_KEY, env=env)
+    return make_proxy(upstream=big_store.url, store_key=bigstore.KEY, env=env)
 
 
 @pytest.fixture
@@ -73,12 +64,7 @@ def big_bucket(big_store):
     name = "big-" + os.urandom(4).hex()
     s3.create_bucket(Bucket=name)
     yield name
-    for o in s3.list_objects_v2(Bucket=name).get("Contents", []):
-        s3.delete_object(Bucket=name, Key=o["Key"])
-    for u in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
-        s3.abort_multipart_upload(Bucket=name, Key=u["Key"], UploadId=u["UploadId"])
-    s3.delete_bucket(Bucket=name)
-    big_store.admin("gc", "process", "--include-all")
+    bigstore.empty_and_delete(s3, name)
 
 
 def store_digest(site, bucket, key):
@@ -124,7 +110,7 @@ def test_2gib_single_put_and_get_curl(request, big_proxy, big_store, big_bucket,
 def test_2gib_multipart_awscli_https(request, big_proxy, big_store, big_bucket, file_2gib,
                                      make_client):
     path, digest = file_2gib
-    c = make_client("awscli-v1", Endpoint.of(big_proxy, tls=True), timeout=900)
+    c = ops.make(make_client, "awscli-v1", Endpoint.of(big_proxy, tls=True), timeout=900)
     log = ops.AccessLog(big_proxy)
     c.upload_file(big_bucket, "big/2gib-mp.bin", path).check()
     assert store_digest(big_store, big_bucket, "big/2gib-mp.bin") == (digest, SIZE)

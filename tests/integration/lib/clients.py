@@ -293,11 +293,14 @@ class Client:
 class AwsCli(Client):
     """`aws` v1 (pyenv) or v2 (/usr/bin/aws). checksum="when_required" sets
     AWS_REQUEST_CHECKSUM_CALCULATION / AWS_RESPONSE_CHECKSUM_VALIDATION (v1 only knows it),
-    which turns off the aws-chunked trailer uploads over https."""
+    which turns off the aws-chunked trailer uploads over https. persistent=True runs the
+    commands in one long-lived CLI process per environment (lib/awsserver.py: the same
+    requests, without ~0.8 s of start-up each)."""
 
     def __init__(self, endpoint, version=1, addressing_style="path", max_attempts=1,
-                 checksum=None, env=None, timeout=DEFAULT_TIMEOUT):
+                 checksum=None, env=None, timeout=DEFAULT_TIMEOUT, persistent=False):
         super().__init__(endpoint, env, timeout)
+        self.persistent = persistent   # True: commands run in a long-lived CLI (awsserver.py)
         self.version = version
         self.name = f"awscli-v{version}"
         if version == 1:
@@ -343,6 +346,11 @@ class AwsCli(Client):
         argv = [self.binary, "--endpoint-url", self.ep.url]
         if self.ep.https and self.ep.ca:
             argv += ["--ca-bundle", self.ep.ca]
+        if self.persistent and input is None and "-" not in args:
+            from lib import awsserver
+            rc, out, err = awsserver.run(self.binary, self.env(), argv[1:], args,
+                                         timeout or self.timeout)
+            return Result(rc, out, err, argv + [str(a) for a in args])
         return run(argv + list(args), env=self.env(), input=input, timeout=timeout or self.timeout)
 
     def s3api(self, *args, **kw):
