@@ -364,11 +364,14 @@ test_destroy_in_callback(void)
     run_for(300);
     ok(a.calls == 1 && b.calls == 1 && c.calls == 1, "and only once");
 
-    /* from a timeout's completion */
-    inner_q = make_queue(srv.port, 100, 1);
+    /* from a timeout's completion. The server first finishes the DEBUG SLEEP above (it
+     * is single-threaded: a connect during it would itself time out on a slow machine),
+     * and the timeout leaves the new queue's connect and script loading room. */
+    run_for(200);
+    inner_q = make_queue(srv.port, 300, 1);
     memset(&a, 0, sizeof(a));
     {
-        const char *sl[3] = {"DEBUG", "SLEEP", "0.3"};
+        const char *sl[3] = {"DEBUG", "SLEEP", "1.2"};
         size_t sll[3] = {5, 5, 3};
 
         queue_command_argv(inner_q, 3, sl, sll, on_reply_destroy, &a);
@@ -378,7 +381,7 @@ test_destroy_in_callback(void)
     ok(a.calls == 1 && a.err == queue_err_timeout, "timed out, destroyed from that callback");
     ok(b.calls == 1 && (b.err == queue_err_shutdown || b.err == queue_err_unavailable),
        "the other in-flight command completed once");
-    run_for(400);
+    run_for(1300);
     ok(a.calls == 1 && b.calls == 1, "no second completion");
 }
 
