@@ -355,6 +355,20 @@ is_hex64(struct slice s)
     return 1;
 }
 
+/* 1 if NAME equals (any case) one of the N slices of TABLE. */
+static int
+in_table(struct slice name, const struct slice *table, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (slice_eq_nocase(name, table[i])) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Headers never passed to the store: hop-by-hop, or rewritten by the proxy. */
 static int
 drop_request_header(struct slice name)
@@ -370,15 +384,9 @@ drop_request_header(struct slice name)
         SLICE_LIT("x-amz-trailer"),  SLICE_LIT("http2-settings"),
         SLICE_LIT("x-amz-security-token"),
     };
-    size_t i;
-
-    for (i = 0; i < sizeof(drop) / sizeof(drop[0]); i++) {
-        if (slice_eq_nocase(name, drop[i])) {
-            return 1;
-        }
-    }
     /* replica-write headers and our hidden metadata are set by the proxy alone */
-    return slice_starts_with_nocase(name, SLICE_LIT("x-s3tee-")) ||
+    return in_table(name, drop, sizeof(drop) / sizeof(drop[0])) ||
+           slice_starts_with_nocase(name, SLICE_LIT("x-s3tee-")) ||
            slice_starts_with_nocase(name, SLICE_LIT("x-amz-meta-s3tee-"));
 }
 
@@ -390,15 +398,9 @@ drop_response_header(struct slice name)
         SLICE_LIT("proxy-connection"), SLICE_LIT("te"),       SLICE_LIT("trailer"),
         SLICE_LIT("upgrade"),    SLICE_LIT("content-length"),
     };
-    size_t i;
-
-    for (i = 0; i < sizeof(drop) / sizeof(drop[0]); i++) {
-        if (slice_eq_nocase(name, drop[i])) {
-            return 1;
-        }
-    }
     /* stamps and vectors are s3tee's bookkeeping, never shown to clients */
-    return slice_starts_with_nocase(name, SLICE_LIT("x-amz-meta-s3tee-"));
+    return in_table(name, drop, sizeof(drop) / sizeof(drop[0])) ||
+           slice_starts_with_nocase(name, SLICE_LIT("x-amz-meta-s3tee-"));
 }
 
 static int
@@ -409,14 +411,7 @@ is_presign_param(struct slice name)
         SLICE_LIT("X-Amz-Expires"),       SLICE_LIT("X-Amz-SignedHeaders"),
         SLICE_LIT("X-Amz-Signature"),     SLICE_LIT("X-Amz-Security-Token"),
     };
-    size_t i;
-
-    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (slice_eq_nocase(name, names[i])) {
-            return 1;
-        }
-    }
-    return 0;
+    return in_table(name, names, sizeof(names) / sizeof(names[0]));
 }
 
 /* ---- authentication ------------------------------------------------------------------------ */
@@ -860,17 +855,10 @@ copied_from_source(struct slice name)
         SLICE_LIT("content-encoding"), SLICE_LIT("content-language"), SLICE_LIT("expires"),
         SLICE_LIT("x-amz-website-redirect-location"),
     };
-    size_t i;
-
     if (slice_starts_with_nocase(name, SLICE_LIT("x-amz-meta-"))) {
         return !slice_starts_with_nocase(name, SLICE_LIT("x-amz-meta-s3tee-"));
     }
-    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (slice_eq_nocase(name, names[i])) {
-            return 1;
-        }
-    }
-    return 0;
+    return in_table(name, names, sizeof(names) / sizeof(names[0]));
 }
 
 static int
