@@ -5,7 +5,6 @@ Real parts only: one Ceph RGW store, one Redis, one s3tee-proxy and one s3tee-re
 site, on loopback. Clients: Debian's boto3 1.26 in process.
 """
 import hashlib
-import json
 import os
 import sys
 import time
@@ -17,6 +16,7 @@ from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bed"))
 import sites as sitesmod  # noqa: E402
+from lib import logscan  # noqa: E402
 
 REGION = "us-east-1"
 
@@ -216,8 +216,7 @@ def test_three_sites_full_mesh_exactly_once():
         # every site received exactly the other sites' writes once: 2 peers x 5 writes
         for s in d.sites.values():
             replica_puts = 0
-            for line in Path(s.proxy.access_log).read_text().splitlines():
-                e = json.loads(line)
+            for e in logscan.access_entries(s.proxy):
                 if e["access_key"].startswith("AKSITE") and e["method"] == "PUT" \
                         and e["bucket"] == name and e["status"] == 200:
                     replica_puts += 1

@@ -17,11 +17,15 @@ SIG_RE = re.compile(rb"(?i)(?:signature=|chunk-signature=|x-amz-signature=)\s*[0
 
 
 def access_entries(proxy):
-    """Every JSON line of PROXY's access log, parsed (a broken line fails the caller)."""
+    """Every complete JSON line of PROXY's access log, parsed (a broken line fails the
+    caller). The last line is skipped while it has no newline: Linux lets a reader see a
+    write(2) to a regular file half done, so the proxy may still be writing it."""
     try:
         text = Path(proxy.access_log).read_text()
     except FileNotFoundError:
         return []
+    if not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
