@@ -550,6 +550,15 @@ class Redis:
             self.proc = None
         return self
 
+    def restart(self, kill=True):
+        """kill -9 (or SIGTERM) and start again on the same port and directory: the AOF
+        (appendfsync always) is all it keeps."""
+        if kill:
+            self.kill9()
+        else:
+            self.stop(check=False)
+        return self.start()
+
     def close(self):
         """Stops it for good and gives the port back."""
         self.stop(check=False)
@@ -733,6 +742,58 @@ class RgwSite:
             except (OSError, ValueError):
                 pass
         return out
+
+    # -- faults: the gateway goes away and comes back; the data (in the OSD) stays
+
+    def _gateway_pid(self):
+        pid = self.pids().get("client.rgw.a")
+        if pid is None:
+            return None
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            return None
+        return pid if str(self.dir / "ceph.conf") in cmd else None   # not a recycled pid
+
+    def gateway_down(self, sig=signal.SIGKILL):
+        """Kills radosgw (the S3 endpoint); monitor and OSD keep the data."""
+        pid = self._gateway_pid()
+        if pid is None:
+            return self
+        os.kill(pid, sig)
+        deadline = time.monotonic() + 15
+        while self._gateway_pid() is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self._gateway_pid() is not None:
+            raise BedError(f"radosgw (pid {pid}) in {self.dir} did not die")
+        return self
+
+    def gateway_up(self, timeout=60.0):
+        """Starts radosgw again (it daemonizes itself) and waits until it answers S3."""
+        if self._gateway_pid() is not None:
+            return self
+        r = subprocess.run(["radosgw", "-c", str(self.dir / "ceph.conf"), "-n", "client.rgw.a"],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise BedError(f"radosgw did not start again: {r.stderr}")
+        wait_port(self.port, None, timeout, "radosgw", [self.log_dir / "client.rgw.a.log"])
+        return self
+
+    def down_for(self, seconds):
+        """Gateway down now, up again after `seconds` (a background thread); returns the
+        thread (join() it to know the store is back; errors are logged)."""
+        self.gateway_down()
+
+        def later():
+            time.sleep(seconds)
+            try:
+                self.gateway_up()
+            except Exception as e:
+                log(f"store {self.dir}: {e}")
+
+        t = threading.Thread(target=later, daemon=True, name="store down_for")
+        t.start()
+        return t
 
 
 # ---------------------------------------------------------------------------------------
@@ -964,6 +1025,14 @@ class Proxy:
             self.returncode = self.proc.wait()
             self.proc = None
         return self
+
+    def restart(self, kill=True):
+        """kill -9 (kill=False: SIGTERM) and start again on the same ports."""
+        if kill:
+            self.kill9()
+        else:
+            self.stop(check=False)
+        return self.start()
 
     def stop(self, check=True, timeout=10.0):
         """SIGTERM (drain, exit), SIGKILL after `timeout`. With check, raises SanitizerError

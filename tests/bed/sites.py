@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import bed
+import wan
 
 
 class Replicator:
@@ -91,6 +92,15 @@ class Replicator:
             self.proc.wait()
         self.returncode = None
 
+    def restart(self, kill=True):
+        """kill -9 (kill=False: SIGTERM) and start again with the same files."""
+        if kill:
+            self.kill9()
+        elif self.proc is not None:
+            bed.terminate(self.proc, 15.0)
+        self.proc = None
+        return self.start()
+
     def stop(self, check=True, timeout=15.0):
         if self.proc is None:
             return
@@ -137,7 +147,10 @@ class Deployment:
     sites; per_site maps a site id to extra proxy directives (e.g. a clock offset env)."""
 
     def __init__(self, ids=("a", "b"), proxy_directives=None, replicator_directives=None,
-                 proxy_env=None, start_replicators=True, tls=False):
+                 proxy_env=None, start_replicators=True, tls=False, wan=False, clock_offset=None):
+        self.wan_wanted = wan
+        self.wan = None                          # wan.Wan once started with wan=True
+        self.clock_offset = dict(clock_offset or {})   # site id -> ms (proxy and replicator)
         self.ids = list(ids)
         self.proxy_directives = dict(proxy_directives or {})
         self.replicator_directives = dict(replicator_directives or {})
@@ -150,11 +163,50 @@ class Deployment:
         return self.sites[site_id]
 
     def start(self):
+        """Starts every site; on a failure stops what it started and raises."""
+        try:
+            return self._start()
+        except BaseException:
+            try:
+                self.stop()
+            except Exception as e:
+                bed.log(f"stopping a deployment that failed to start: {e}")
+            raise
+
+    def _clock_env(self, site_id, env=None):
+        env = dict(env or {})
+        if site_id in self.clock_offset:
+            env["S3TEE_CLOCK_OFFSET_MS"] = str(self.clock_offset[site_id])
+        return env
+
+    def _link_urls(self, ports):
+        """(frm, to) -> the URL site frm's replicator uses for site to's proxy: the proxy
+        itself, or with wan=True a WAN relay in front of it (one per directed link)."""
+        out = {}
+        if self.wan_wanted:
+            self.wan = wan.Wan()
+            bed._register(self.wan)
+        for frm in self.ids:
+            for to in self.ids:
+                if frm == to:
+                    continue
+                if self.wan is not None:
+                    out[(frm, to)] = self.wan.add(frm, to, ports[to]).url
+                else:
+                    out[(frm, to)] = f"http://127.0.0.1:{ports[to]}"
+        return out
+
+    def _start(self):
         stores = {i: bed.RgwSite(access_key=f"AKSTORE{i.upper()}", secret=f"secretstore{i}")
                   for i in self.ids}
+        for i, st in stores.items():
+            self.sites[i] = Site(i, st, None, None, None)    # so stop() finds what started
         bed.RgwSite.start_many(list(stores.values()))
-        redises = {i: bed.Redis().start() for i in self.ids}
+        redises = {}
+        for i in self.ids:
+            redises[i] = self.sites[i].redis = bed.Redis().start()
         ports = {i: bed.free_port() for i in self.ids}
+        links = self._link_urls(ports)
         urls = {i: f"http://127.0.0.1:{ports[i]}" for i in self.ids}
         site_lines = [f"{i} {urls[i]}" for i in self.ids]
         for i in self.ids:
@@ -165,14 +217,17 @@ class Deployment:
             d.update(self.proxy_directives)
             proxy = bed.Proxy(stores[i].url, store_key=(stores[i].access_key, stores[i].secret),
                               tls=self.tls, directives=d, extra_creds=creds,
-                              env=self.proxy_env.get(i))
+                              env=self._clock_env(i, self.proxy_env.get(i)))
             proxy.port = ports[i]
+            self.sites[i].proxy = proxy
             proxy.start()
             repl = Replicator(i, redises[i], stores[i].url,
                               (stores[i].access_key, stores[i].secret),
-                              {p: urls[p] for p in others},
+                              {p: links[(i, p)] for p in others},
                               {p: _site_key(i, p) for p in others},
-                              directives=self.replicator_directives)
+                              directives=self.replicator_directives,
+                              env=self._clock_env(i))
+            self.sites[i].replicator = repl
             if self.start_replicators:
                 repl.start()
             self.sites[i] = Site(i, stores[i], redises[i], proxy, repl)
@@ -182,12 +237,21 @@ class Deployment:
         errors = []
         for s in self.sites.values():
             for part in (s.replicator, s.proxy):
+                if part is None:
+                    continue
                 try:
                     part.stop()
                 except Exception as e:  # keep stopping the rest
                     errors.append(e)
-            s.redis.stop(check=False)
-        bed.RgwSite.stop_many([s.store for s in self.sites.values()])
+            if s.redis is not None:
+                s.redis.stop(check=False)
+        if self.wan is not None:
+            self.wan.stop()
+            bed._unregister(self.wan)
+        try:
+            bed.RgwSite.stop_many([s.store for s in self.sites.values()])
+        except Exception as e:
+            errors.append(e)
         if errors:
             raise errors[0]
 
