@@ -32,8 +32,10 @@
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "proxy/accesslog.h"
+#include "proxy/peerop.h"
 #include "proxy/s3addr.h"
 #include "proxy/s3err.h"
+#include "proxy/upsign.h"
 #include "common/upstream.h"
 #include "proxy/worker.h"
 #include "queue/queue.h"
@@ -141,6 +143,11 @@ struct req {
     struct slice *del_keys;           /* DeleteObjects: keys the store deleted (pool) */
     size_t ndel, idel;
 
+    /* bucket-level operation that runs at every site (bucket_fan_*) */
+    struct peerop *peerop;            /* requests to the peer sites in flight (owned) */
+    unsigned bucket_fan : 1;          /* CreateBucket, DeleteBucket, versioning, object lock */
+    unsigned bucket_checked : 1;      /* DeleteBucket: every peer said the bucket is empty */
+
     /* log */
     int64_t t_start_us;               /* req_create() */
     int64_t upstream_us;              /* time to the store's response head */
@@ -153,6 +160,9 @@ static const struct upstream_xfer_ops xfer_ops;
 enum { ROLE_NONE = 0, ROLE_LOCAL, ROLE_REPLICA };
 
 static void repl_after_store(struct req *r);
+static int bucket_fan_op(const struct req *r);
+static void bucket_fan_check_empty(struct req *r);
+static void bucket_fan_after_store(struct req *r);
 static struct slice aux_header(const struct req *r, const char *name);
 static void on_copy_head(struct req *r, const char *errstr);
 static void continue_start(struct req *r);
@@ -206,7 +216,7 @@ req_log(struct req *r)
 static void
 req_maybe_free(struct req *r)
 {
-    if (r->fe != NULL || r->xfer != NULL || r->aux != NULL || r->qbusy) {
+    if (r->fe != NULL || r->xfer != NULL || r->aux != NULL || r->qbusy || r->peerop != NULL) {
         return;
     }
     if (r->began) {
@@ -748,14 +758,6 @@ upstream_query(struct req *r)
     return q;
 }
 
-static int
-cmp_header_name(const void *a, const void *b)
-{
-    const struct sigv4_header *x = a, *y = b;
-
-    return slice_cmp(x->name, y->name);
-}
-
 static struct slice
 lower_dup(struct pool *p, struct slice s)
 {
@@ -779,70 +781,16 @@ sign_for_store(struct req *r, struct slice method, const char *path, const char 
                struct sigv4_header *sh, size_t n, const char *payload)
 {
     const struct creds_entry *store = creds_store(r->cf->creds);
-    const char *hostport = strstr(r->cf->upstream, "://");
-    struct sigv4_request sr;
-    const char **lines;
-    char amz_date[TIMEUTIL_AMZ_LEN], date8[9], sig[65];
-    char *signed_list, *creq, *sts, *scope;
+    struct upsign_target t = {r->cf->upstream, store->access_key, store->secret,
+                              r->cf->upstream_region};
     const char *errstr = NULL;
-    const uint8_t *key;
-    size_t i, sl;
+    const char **lines = upsign_lines(&r->pool, &r->w->keys, &t, method, path, query, sh, n,
+                                      payload, &errstr);
 
-    hostport = hostport ? hostport + 3 : r->cf->upstream;
-    timeutil_amz_date((time_t)(timeutil_now_ms() / 1000), amz_date);
-    memcpy(date8, amz_date, 8);
-    date8[8] = '\0';
-    sh[n++] = (struct sigv4_header){SLICE_LIT("host"), slice_make(hostport, strcspn(hostport, "/"))};
-    sh[n++] = (struct sigv4_header){SLICE_LIT("x-amz-date"),
-                                    slice_cstr(pool_strndup(&r->pool, amz_date, 16))};
-    sh[n++] = (struct sigv4_header){SLICE_LIT("x-amz-content-sha256"), slice_cstr(payload)};
-    qsort(sh, n, sizeof(*sh), cmp_header_name);
-    /* signed: every header we send (repeated names join into one canonical line) */
-    sl = 0;
-    for (i = 0; i < n; i++) {
-        sl += sh[i].name.len + 1;
-    }
-    signed_list = pool_alloc(&r->pool, sl + 1);
-    sl = 0;
-    for (i = 0; i < n; i++) {
-        if (i > 0 && slice_eq(sh[i].name, sh[i - 1].name)) {
-            continue;
-        }
-        if (sl) {
-            signed_list[sl++] = ';';
-        }
-        memcpy(signed_list + sl, sh[i].name.ptr, sh[i].name.len);
-        sl += sh[i].name.len;
-    }
-    signed_list[sl] = '\0';
-    sr.method = method;
-    sr.canonical_uri = slice_cstr(path);
-    sr.query = slice_cstr(query);
-    sr.headers = sh;
-    sr.nheaders = n;
-    sr.payload_hash = slice_cstr(payload);
-    creq = sigv4_canonical_request(&r->pool, &sr, slice_make(signed_list, sl), 0, &errstr);
-    if (creq == NULL) {
+    if (lines == NULL) {
         log_error("req", "%s cannot sign for the store bucket=%.*s key=%.*s: %s", r->id,
                   SLICE_ARGS(r->addr.bucket), SLICE_ARGS(r->addr.key), errstr);
-        return NULL;
     }
-    scope = pool_printf(&r->pool, "%s/%s/s3/aws4_request", date8, r->cf->upstream_region);
-    sts = sigv4_string_to_sign(&r->pool, slice_make(amz_date, 16), slice_cstr(scope), creq);
-    key = sigv4_key_cache_get(&r->w->keys, slice_cstr(store->access_key),
-                              slice_cstr(store->secret), slice_make(date8, 8),
-                              slice_cstr(r->cf->upstream_region), SLICE_LIT("s3"));
-    sigv4_sign(key, sts, sig);
-    lines = pool_alloc(&r->pool, sizeof(*lines) * (n + 2));
-    for (i = 0; i < n; i++) {
-        lines[i] = pool_printf(&r->pool, "%.*s: %.*s", SLICE_ARGS(sh[i].name),
-                               SLICE_ARGS(sh[i].value));
-    }
-    lines[n] = pool_printf(&r->pool,
-                           "Authorization: AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, "
-                           "Signature=%s",
-                           store->access_key, scope, signed_list, sig);
-    lines[n + 1] = NULL;
     return lines;
 }
 
@@ -1264,6 +1212,14 @@ repl_decide(struct req *r)
                proxy_conf_repl_mode(r->cf, r->addr.bucket.ptr, r->addr.bucket.len) == REPL_ASYNC) {
         r->role = ROLE_LOCAL;
     } else {
+        if (r->site_key == NULL && bucket_fan_op(r) &&
+            proxy_conf_repl_mode(r->cf, r->addr.bucket.ptr, r->addr.bucket.len) != REPL_OFF &&
+            r->cf->site_id != NULL) {
+            r->bucket_fan = 1;
+            if (r->has_body && r->addr.op == S3_OP_PUT_BUCKET_CONFIG) {
+                r->capture = evbuffer_new(); /* sent on to the peers */
+            }
+        }
         if (r->addr.op == S3_OP_PUT_BUCKET_CONFIG && r->addr.subresource != NULL &&
             strcmp(r->addr.subresource, "lifecycle") == 0 &&
             proxy_conf_repl_mode(r->cf, r->addr.bucket.ptr, r->addr.bucket.len) != REPL_OFF) {
@@ -1975,6 +1931,250 @@ repl_after_store(struct req *r)
     }
 }
 
+/* ---- bucket-level operations at every site ------------------------------------------------- */
+
+/*
+ * CreateBucket, DeleteBucket and versioning or object-lock changes on a replicated bucket
+ * run at every site before the client gets an answer (DESIGN.md, "Bucket-level
+ * operations"): S3 has no two-phase commit, so the order is chosen to leave a state a retry
+ * finishes, never one that loses data:
+ *   create / config: local store first (its refusal is the answer), then every peer;
+ *   delete: every peer must report the bucket empty first, then the local store (which
+ *           checks itself), then every peer.
+ * A peer that fails or does not answer in bucket_op_timeout turns the answer into 503 naming
+ * it; the operation is idempotent at each site, so the client's retry completes it.
+ */
+static int
+bucket_fan_op(const struct req *r)
+{
+    switch (r->addr.op) {
+    case S3_OP_CREATE_BUCKET:
+    case S3_OP_DELETE_BUCKET:
+        return 1;
+    case S3_OP_PUT_BUCKET_CONFIG:
+        return r->addr.subresource != NULL && (strcmp(r->addr.subresource, "versioning") == 0 ||
+                                               strcmp(r->addr.subresource, "object-lock") == 0);
+    default:
+        return 0;
+    }
+}
+
+/* The sites BUCKET replicates to: its rule's list, else every other site. */
+static char **
+bucket_fan_sites(struct req *r, size_t *n)
+{
+    const struct proxy_bucket_rule *rule =
+        proxy_conf_bucket(r->cf, r->addr.bucket.ptr, r->addr.bucket.len);
+    char **out;
+    size_t i;
+
+    if (rule != NULL && rule->has_mode && rule->peers != NULL) {
+        *n = rule->npeers;
+        return rule->peers;
+    }
+    out = pool_alloc(&r->pool, sizeof(*out) * (r->cf->nsites ? r->cf->nsites : 1));
+    *n = 0;
+    for (i = 0; i < r->cf->nsites; i++) {
+        if (strcmp(r->cf->sites[i].id, r->cf->site_id) != 0) {
+            out[(*n)++] = r->cf->sites[i].id;
+        }
+    }
+    return out;
+}
+
+/* Did the peer's answer leave the bucket in the state the operation asks for? */
+static int
+bucket_fan_ok(const struct req *r, const struct peerop_result *res)
+{
+    if (res->status >= 200 && res->status < 300) {
+        return 1;
+    }
+    if (r->addr.op == S3_OP_CREATE_BUCKET) {
+        return res->status == 409 && strcmp(res->code, "BucketAlreadyOwnedByYou") == 0;
+    }
+    if (r->addr.op == S3_OP_DELETE_BUCKET) {
+        return res->status == 404 && strcmp(res->code, "NoSuchBucket") == 0;
+    }
+    return 0;
+}
+
+/* "site b (cannot connect), site c (HTTP 403 AccessDenied)" for the failed peers, or NULL. */
+static char *
+bucket_fan_failures(struct req *r, const struct peerop_result *res, size_t n, int checking)
+{
+    char *out = NULL;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        const char *why;
+        int fine = checking ? (res[i].status == 200 && res[i].key_count == 0) ||
+                                  (res[i].status == 404 && strcmp(res[i].code, "NoSuchBucket") == 0)
+                            : bucket_fan_ok(r, &res[i]);
+
+        if (fine) {
+            continue;
+        }
+        if (res[i].errstr != NULL) {
+            why = res[i].errstr;
+        } else if (checking && res[i].status == 200) {
+            why = "holds objects";
+        } else {
+            why = pool_printf(&r->pool, "HTTP %d %s", res[i].status,
+                              res[i].code[0] ? res[i].code : "");
+        }
+        out = out ? pool_printf(&r->pool, "%s, site %s (%s)", out, res[i].site, why)
+                  : pool_printf(&r->pool, "site %s (%s)", res[i].site, why);
+    }
+    return out;
+}
+
+static void
+on_bucket_checked(void *arg, const struct peerop_result *res, size_t n)
+{
+    struct req *r = arg;
+    char *bad;
+    size_t i;
+    int full = 0;
+
+    r->peerop = NULL;
+    if (r->fe == NULL) {
+        req_maybe_free(r); /* the client left: nothing was deleted anywhere */
+        return;
+    }
+    bad = bucket_fan_failures(r, res, n, 1);
+    for (i = 0; i < n; i++) {
+        full |= res[i].status == 200 && res[i].key_count != 0;
+    }
+    if (bad != NULL) {
+        log_warn("req", "%s DeleteBucket bucket=%.*s refused, nothing deleted: %s", r->id,
+                 SLICE_ARGS(r->addr.bucket), bad);
+        if (full) {
+            fail(r, S3ERR_BUCKET_NOT_EMPTY,
+                 pool_printf(&r->pool, "The bucket you tried to delete is not empty at %s.", bad));
+        } else {
+            fail(r, S3ERR_SERVICE_UNAVAILABLE,
+                 pool_printf(&r->pool, "The bucket was not deleted: %s could not confirm it is "
+                                       "empty. Please retry.", bad));
+        }
+        req_maybe_free(r);
+        return;
+    }
+    r->bucket_checked = 1;
+    continue_start(r);
+    req_maybe_free(r);
+}
+
+static void
+bucket_fan_start(struct req *r, const char *method, const char *query, struct slice body,
+                 peerop_done_fn done)
+{
+    static const struct slice pass[] = {
+        SLICE_LIT("content-md5"),
+        SLICE_LIT("content-type"),
+        SLICE_LIT("x-amz-acl"),
+        SLICE_LIT("x-amz-bucket-object-lock-enabled"),
+        SLICE_LIT("x-amz-object-ownership"),
+    };
+    struct sigv4_header *sh = pool_alloc(&r->pool, sizeof(*sh) * (r->nhdrs + 1));
+    struct peerop_args a;
+    char **sites, err[256];
+    size_t n = 0, nsites, i;
+
+    for (i = 0; i < r->nhdrs; i++) {
+        struct slice name = r->hdrs[i].name;
+
+        if (body.len == 0 && (slice_eq_nocase(name, SLICE_LIT("content-md5")) ||
+                              slice_eq_nocase(name, SLICE_LIT("content-type")))) {
+            continue; /* they describe a body the peers do not get */
+        }
+        if (in_table(name, pass, sizeof(pass) / sizeof(pass[0])) ||
+            slice_starts_with_nocase(name, SLICE_LIT("x-amz-grant-"))) {
+            sh[n++] = (struct sigv4_header){lower_dup(&r->pool, name), r->hdrs[i].value};
+        }
+    }
+    memset(&a, 0, sizeof(a));
+    a.method = method;
+    a.path = pool_printf(&r->pool, "/%.*s", SLICE_ARGS(r->addr.bucket));
+    a.query = query;
+    a.headers = sh;
+    a.nheaders = n;
+    a.body = body;
+    a.timeout_ms = r->cf->bucket_op_timeout_ms;
+    sites = bucket_fan_sites(r, &nsites);
+    r->peerop = peerop_start(r->w->evb, &r->w->keys, r->cf, sites, nsites, &a, done, r, err,
+                             sizeof(err));
+    if (r->peerop == NULL) {
+        log_error("req", "%s %s bucket=%.*s cannot reach the other sites: %s", r->id,
+                  s3_op_name(r->addr.op), SLICE_ARGS(r->addr.bucket), err);
+        fail(r, S3ERR_SERVICE_UNAVAILABLE,
+             pool_printf(&r->pool, "The request cannot be sent to every site: %s.", err));
+    }
+}
+
+static void
+bucket_fan_check_empty(struct req *r)
+{
+    bucket_fan_start(r, "GET", "list-type=2&max-keys=1", SLICE_LIT(""), on_bucket_checked);
+    req_maybe_free(r);
+}
+
+static void
+on_bucket_fanned(void *arg, const struct peerop_result *res, size_t n)
+{
+    struct req *r = arg;
+    char *bad;
+
+    r->peerop = NULL;
+    bad = bucket_fan_failures(r, res, n, 0);
+    if (bad == NULL) {
+        log_info("req", "%s %s bucket=%.*s done at this site (%s) and %zu other site(s)", r->id,
+                 s3_op_name(r->addr.op), SLICE_ARGS(r->addr.bucket), r->cf->site_id, n);
+        send_held(r);
+    } else {
+        log_warn("req", "%s %s bucket=%.*s done at this site (%s) but not at %s; a retry "
+                        "finishes it",
+                 r->id, s3_op_name(r->addr.op), SLICE_ARGS(r->addr.bucket), r->cf->site_id, bad);
+        fail(r, S3ERR_SERVICE_UNAVAILABLE,
+             pool_printf(&r->pool, "%s was applied at this site (%s) but not at %s. Please "
+                                   "retry: the request is safe to repeat.",
+                         s3_op_name(r->addr.op), r->cf->site_id, bad));
+    }
+    req_maybe_free(r);
+}
+
+/* The local store answered the operation (its answer is held). */
+static void
+bucket_fan_after_store(struct req *r)
+{
+    struct peerop_result local;
+    struct slice code = SLICE_NULL;
+    size_t hn = r->held ? evbuffer_get_length(r->held) : 0;
+    const char *xml = hn ? (const char *)evbuffer_pullup(r->held, (ev_ssize_t)hn) : "";
+    const char *query = "";
+    struct slice body = SLICE_LIT("");
+    size_t pos = 0;
+
+    memset(&local, 0, sizeof(local));
+    local.status = r->status;
+    if (r->status >= 300 && xml_text(slice_make(xml, hn), "<Code>", "</Code>", &pos, &code) == 0 &&
+        code.len < sizeof(local.code)) {
+        memcpy(local.code, code.ptr, code.len);
+    }
+    if (!bucket_fan_ok(r, &local)) {
+        send_held(r); /* the store's refusal is the answer; the peers are not asked */
+        return;
+    }
+    /* CreateBucket's body (a LocationConstraint) stays here: each store has its own region */
+    if (r->addr.op == S3_OP_PUT_BUCKET_CONFIG) {
+        size_t cn = r->capture ? evbuffer_get_length(r->capture) : 0;
+
+        query = pool_printf(&r->pool, "%s=", r->addr.subresource);
+        body = slice_make(cn ? (const char *)evbuffer_pullup(r->capture, (ev_ssize_t)cn) : "", cn);
+    }
+    bucket_fan_start(r, pool_strndup(&r->pool, r->method.ptr, r->method.len), query, body,
+                     on_bucket_fanned);
+}
+
 /* ---- front end entry points ------------------------------------------------------------------ */
 
 void
@@ -2029,6 +2229,10 @@ req_start(struct req *r, const struct req_start_args *a)
     }
     if (r->multi_delete) {
         continue_start(r); /* recorded key by key once the store answered (md_start) */
+        return;
+    }
+    if (r->bucket_fan && r->addr.op == S3_OP_DELETE_BUCKET) {
+        bucket_fan_check_empty(r); /* then the local store, then the peers */
         return;
     }
     if (r->copy_rewrite) {
@@ -2138,7 +2342,8 @@ add_payload(struct req *r, const char *p, size_t n)
     }
     if (r->capture != NULL) {
         if (evbuffer_get_length(r->capture) + n > 64 * 1024) {
-            fail(r, S3ERR_INVALID_REQUEST, "The tagging document is larger than 64 KiB.");
+            fail(r, S3ERR_INVALID_REQUEST, r->bucket_fan ? "The configuration document is larger than 64 KiB."
+                                                         : "The tagging document is larger than 64 KiB.");
             return -1;
         }
         evbuffer_add(r->capture, p, n);
@@ -2352,8 +2557,8 @@ xfer_on_head(void *arg, int status)
 
     r->upstream_us = upstream_first_byte_us(r->xfer);
     touch(r);
-    if (r->began || r->multi_delete) {
-        r->status = status; /* answered after the commit (send_held) */
+    if (r->began || r->multi_delete || r->bucket_fan) {
+        r->status = status; /* answered after the commit or the peers (send_held) */
         return;
     }
     if (r->fe == NULL || r->head_sent) {
@@ -2369,7 +2574,7 @@ xfer_on_body(void *arg, const char *data, size_t len)
 {
     struct req *r = arg;
 
-    if (r->began || r->multi_delete) {
+    if (r->began || r->multi_delete || r->bucket_fan) {
         /* answers to writes are small (XML); bounded anyway */
         if (r->held == NULL) {
             r->held = evbuffer_new();
@@ -2408,6 +2613,11 @@ xfer_on_done(void *arg, const char *errstr)
         } else {
             send_held(r);
         }
+        req_maybe_free(r);
+        return;
+    }
+    if (r->bucket_fan && errstr == NULL) {
+        bucket_fan_after_store(r); /* the peers next, then the held answer */
         req_maybe_free(r);
         return;
     }
