@@ -522,6 +522,9 @@ static const struct conf_cmd proxy_conf_cmds[] = {
              .max = DAY),
     CONF_CMD("lease_wait", conf_set_duration, F(lease_wait_ms), .def = "5s", .min = 0,
              .max = DAY),
+    CONF_CMD("site_ca_file", conf_set_string, F(site_ca_file), .flags = CONF_PATH),
+    CONF_CMD("bucket_op_timeout", conf_set_duration, F(bucket_op_timeout_ms), .def = "30s",
+             .min = 100, .max = DAY),
 
     CONF_END,
 };
@@ -675,7 +678,8 @@ validate(struct proxy_conf *cf, struct conf_file *f, char *err, size_t errlen)
     }
     if (check_readable(f, "tls_certificate", cf->tls_certificate, err, errlen) != 0 ||
         check_readable(f, "tls_certificate_key", cf->tls_certificate_key, err, errlen) != 0 ||
-        check_readable(f, "upstream_ca_file", cf->upstream_ca_file, err, errlen) != 0) {
+        check_readable(f, "upstream_ca_file", cf->upstream_ca_file, err, errlen) != 0 ||
+        check_readable(f, "site_ca_file", cf->site_ca_file, err, errlen) != 0) {
         return -1;
     }
 
@@ -744,6 +748,7 @@ conf_free(struct proxy_conf *cf)
     free(cf->upstream_port);
     free(cf->upstream_region);
     free(cf->upstream_ca_file);
+    free(cf->site_ca_file);
     free(cf->access_log);
     free(cf->error_log);
     free(cf->log_level);

@@ -83,6 +83,8 @@ struct proxy_conf {
     int64_t max_clock_offset_ms;    /* refuse peer stamps further ahead than this */
     int64_t lease_ms;               /* per-key write lease, renewed while bytes flow */
     int64_t lease_wait_ms;          /* how long a write waits for a busy key (then 503) */
+    char *site_ca_file;             /* CA bundle for https site URLs (NULL = system) */
+    int64_t bucket_op_timeout_ms;   /* bucket-level operation at every site, then 503 */
 
     /* upstream: the local S3 store */
     char *upstream;                 /* base URL "http://127.0.0.1:8000" (owned) */

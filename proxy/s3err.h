@@ -27,6 +27,7 @@
     X(URI_TOO_LONG, 414, "RequestURITooLong")                                                      \
     X(METHOD_NOT_ALLOWED, 405, "MethodNotAllowed")                                                 \
     X(OPERATION_ABORTED, 409, "OperationAborted")                                                  \
+    X(BUCKET_NOT_EMPTY, 409, "BucketNotEmpty")                                                     \
     X(NOT_IMPLEMENTED, 501, "NotImplemented")                                                      \
     X(VERSION_NOT_SUPPORTED, 505, "HttpVersionNotSupported")                                       \
     X(REQUEST_TIMEOUT, 400, "RequestTimeout")                                                      \

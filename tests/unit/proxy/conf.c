@@ -689,7 +689,18 @@ test_replication(void)
     ok(cf && cf->max_clock_offset_ms == 60000 && cf->lease_ms == 30000 &&
            cf->redis_command_timeout_ms == 2000,
        "replication defaults");
+    ok(cf && cf->site_ca_file == NULL && cf->bucket_op_timeout_ms == 30000,
+       "bucket operations: system CAs, 30 s");
     proxy_conf_unref(cf);
+    cf = load(MINIMAL SITES "redis 127.0.0.1:6390\nsite_ca_file /etc/hostname\n"
+                            "bucket_op_timeout 2s\n");
+    ok(cf && strcmp(cf->site_ca_file, "/etc/hostname") == 0 && cf->bucket_op_timeout_ms == 2000,
+       "site_ca_file and bucket_op_timeout set");
+    proxy_conf_unref(cf);
+    refused(MINIMAL SITES "redis 127.0.0.1:6390\nsite_ca_file /nonexistent/ca.pem\n",
+            ":7: site_ca_file: cannot read '/nonexistent/ca.pem': No such file or directory");
+    refused(MINIMAL SITES "redis 127.0.0.1:6390\nbucket_op_timeout 1ms\n",
+            ":7: bucket_op_timeout: expected a duration from 100ms to 1d, got '1ms'");
     refused(MINIMAL "site_id c\nsite a http://127.0.0.1:8001\nsite b http://127.0.0.1:8002\n"
                     "redis 127.0.0.1:6390\n",
             ":3: site_id: 'c' is not among the sites listed with 'site ID URL' (list every site "
