@@ -59,12 +59,12 @@ uri_decode_pool(struct pool *p, struct slice in, int plus_is_space, struct slice
                 return -1;
             }
             c = (char)(hi << 4 | lo);
-            if (c == '\0') {
-                return -1;
-            }
             i += 2;
         } else if (c == '+' && plus_is_space) {
             c = ' ';
+        }
+        if (c == '\0') {
+            return -1; /* "%00" or a raw NUL: either would cut the C string short */
         }
         buf[n++] = c;
     }

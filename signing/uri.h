@@ -19,7 +19,7 @@ char *uri_encode_pool(struct pool *p, struct slice in, int keep_slash);
  * uri_decode_pool - percent-decoding. PLUS_IS_SPACE turns '+' into ' ' (form-style query
  * strings only; SigV4 canonicalisation keeps '+' as a literal plus).
  * Returns 0 and a NUL-terminated pool copy in *OUT, or -1 on a bad escape ("%", "%G1", "%4")
- * or a decoded NUL byte (which no S3 name may contain and C strings cannot carry).
+ * or a NUL byte, raw or decoded (which no S3 name may contain and C strings cannot carry).
  */
 int uri_decode_pool(struct pool *p, struct slice in, int plus_is_space, struct slice *out);
 

@@ -65,6 +65,7 @@ main(void)
     ok_str(dec(&p, "%1G", 0), "<error>", "non-hex second digit");
     ok_str(dec(&p, "%%41", 0), "<error>", "%%%% is not an escape");
     ok_str(dec(&p, "a%00b", 0), "<error>", "decoded NUL refused");
+    ok(uri_decode_pool(&p, slice_make("a\0b", 3), 0, &out) == -1, "raw NUL refused");
     ok_str(dec(&p, "%41%42%43", 0), "ABC", "consecutive escapes");
     ok(uri_decode_pool(&p, slice_make("ab%41zz", 5), 0, &out) == 0 && out.len == 3 &&
            memcmp(out.ptr, "abA", 3) == 0 && out.ptr[3] == '\0',
