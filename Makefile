@@ -6,7 +6,8 @@
 #   make SANITIZER=address test   the same with ASan + UBSan (build-asan/)
 #   make demo            two-site demo on loopback
 #   make bench           benchmarks (tests/bench), prints ratios
-#   make fuzz            libFuzzer targets (clang)
+#   make fuzz            libFuzzer targets (clang, build-fuzz/), FUZZ_SECONDS each (default 60)
+#   make fuzz-replay     fuzz seeds and regression inputs through the targets (also in `make unit`)
 # Dependency rule (include paths): common <- signing, queue <- proxy, replicator.
 
 CC        ?= cc
@@ -56,7 +57,7 @@ endif
 UNIT_SRCS := $(wildcard tests/unit/*/*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 
-.PHONY: all test unit integration deps demo bench fuzz clean format
+.PHONY: all test unit integration deps demo bench fuzz fuzz-replay clean format
 all: $(BINS)
 
 $(BUILD)/%.o: %.c
@@ -90,8 +91,20 @@ $(BUILD)/tests/unit/%: tests/unit/%.c tests/unit/test.h $$(TEST_LIBS_$$(firstwor
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -MF $@.d -Itests/unit -o $@ $< $(TEST_LIBS_$(firstword $(subst /, ,$*))) $(LDFLAGS) $(LDLIBS)
 
-unit: $(UNIT_BINS)
-	@tests/unit/run.sh $(UNIT_BINS)
+# Fuzz targets built with $(CC) and tests/fuzz/replay.c instead of libFuzzer: `make unit`
+# replays their seed corpora and regression inputs (tests/fuzz/{corpus,regressions}/<target>/),
+# in build/ and, under SANITIZER=address, in build-asan/.
+FUZZ_SRCS         := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_REPLAY_BINS  := $(patsubst tests/fuzz/fuzz_%.c,$(BUILD)/tests/fuzz/%,$(FUZZ_SRCS))
+.SECONDARY: $(patsubst tests/fuzz/%.c,$(BUILD)/tests/fuzz/%.o,$(FUZZ_SRCS) tests/fuzz/replay.c)
+$(BUILD)/tests/fuzz/%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay.o $(ALL_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+unit: $(UNIT_BINS) $(FUZZ_REPLAY_BINS)
+	@tests/unit/run.sh $(UNIT_BINS) $(FUZZ_REPLAY_BINS)
+
+fuzz-replay: $(FUZZ_REPLAY_BINS)
+	@tests/unit/run.sh $(FUZZ_REPLAY_BINS)
 
 deps:
 	@deploy/install-deps.sh
@@ -109,7 +122,7 @@ demo: deps all
 bench: deps all
 	@S3TEE_BUILD=$(abspath $(BUILD)) tests/bench/run.sh
 
-fuzz:
+fuzz: deps
 	@$(MAKE) -f tests/fuzz/Makefile FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60)
 
 format:
