@@ -6,6 +6,7 @@
 #   make SANITIZER=address test   the same with ASan + UBSan (build-asan/)
 #   make demo            two-site demo on loopback
 #   make bench           benchmarks (tests/bench), prints ratios
+#   make bench-repl      replication benchmark: recording cost, lag, replicator objects/s
 #   make fuzz            libFuzzer targets (clang, build-fuzz/), FUZZ_SECONDS each (default 60)
 #   make fuzz-replay     fuzz seeds and regression inputs through the targets (also in `make unit`)
 # Dependency rule (include paths): common <- signing, queue <- proxy, replicator.
@@ -57,7 +58,7 @@ endif
 UNIT_SRCS := $(wildcard tests/unit/*/*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 
-.PHONY: all test unit integration deps demo bench fuzz fuzz-replay clean format
+.PHONY: all test unit integration deps demo bench bench-repl fuzz fuzz-replay clean format
 all: $(BINS)
 
 $(BUILD)/%.o: %.c
@@ -121,6 +122,9 @@ demo: deps all
 
 bench: deps all
 	@S3TEE_BUILD=$(abspath $(BUILD)) tests/bench/run.sh
+
+bench-repl: deps all
+	@ulimit -n 65536; S3TEE_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/repl.py $(BENCH_ARGS)
 
 fuzz: deps
 	@$(MAKE) -f tests/fuzz/Makefile FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60)
