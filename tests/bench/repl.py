@@ -184,6 +184,11 @@ def lag(args, d):
             if delay > 0:
                 time.sleep(delay)
 
+    # warm-up, not counted: the replicator's first transfers open its connections
+    for i in range(50):
+        c.put_object(Bucket="lag", Key=f"warm{i}", Body=body)
+    if not d.wait_drained(60):
+        raise bench.BenchError("lag: the warm-up did not drain in 60 s")
     t0 = time.time()
     threads = [threading.Thread(target=writer, args=(i, 4)) for i in range(4)]
     for t in threads:
@@ -203,6 +208,8 @@ def lag(args, d):
     if missing:
         raise bench.BenchError(f"lag: {len(missing)} objects never applied at b, e.g. {missing[:3]}")
     lags = [applied[k] - acks[k] for k in acks]
+    worst = sorted(acks, key=lambda k: applied[k] - acks[k])[-5:]
+    say("lag: slowest " + ", ".join(f"{k} {applied[k] - acks[k]:.0f} ms" for k in worst))
     return {"puts": len(acks), "rate": len(acks) / elapsed, "p50_ms": pct(lags, 50),
             "p99_ms": pct(lags, 99), "max_ms": max(lags), "min_ms": min(lags)}
 
