@@ -180,7 +180,11 @@ set_site_id(void *obj, const struct conf_cmd *cmd, int argc, char **argv)
     return conf_set_string(obj, cmd, argc, argv);
 }
 
-/* "peer SITE_ID URL", repeatable. Checks against site_id and the credentials come later. */
+/*
+ * "peer SITE_ID URL [CA_FILE]", repeatable. CA_FILE is resolved and checked in validate()
+ * (setters do not know the config's directory), as are site_id, peer_plain_http and the
+ * credentials.
+ */
 static const char *
 set_peer(void *obj, const struct conf_cmd *cmd, int argc, char **argv)
 {
@@ -193,7 +197,7 @@ set_peer(void *obj, const struct conf_cmd *cmd, int argc, char **argv)
     (void)cmd;
     (void)argc;
     if (!stamp_site_valid(slice_cstr(argv[0]))) {
-        return "expected 'peer SITE_ID URL' with a site id of 1 to 32 characters from a-z, 0-9 "
+        return "expected 'peer SITE_ID URL [CA_FILE]' with a site id of 1 to 32 characters from a-z, 0-9 "
                "and '-'";
     }
     for (i = 0; i < cf->npeers; i++) {
@@ -215,9 +219,12 @@ set_peer(void *obj, const struct conf_cmd *cmd, int argc, char **argv)
     }
     cf->peers = xrealloc(cf->peers, (cf->npeers + 1) * sizeof(cf->peers[0]));
     p = &cf->peers[cf->npeers++];
+    memset(p, 0, sizeof(*p));
     p->id = xstrdup(argv[0]);
     p->url = base;
     p->host = host;
+    p->plain = strncasecmp(base, "http://", 7) == 0;
+    p->ca_file = argc > 2 ? xstrdup(argv[2]) : NULL;
     p->line = conf_current_line();
     return NULL;
 }
@@ -301,9 +308,10 @@ static const struct conf_cmd repl_conf_cmds[] = {
     CONF_CMD("credentials_file", conf_set_string, F(credentials_file), .flags = CONF_PATH),
 
     /* peers */
-    CONF_CMD("peer", set_peer, 0, .flags = CONF_REPEATABLE, .min_args = 2, .max_args = 2),
+    CONF_CMD("peer", set_peer, 0, .flags = CONF_REPEATABLE, .min_args = 2, .max_args = 3),
     CONF_CMD("peer_ca_file", conf_set_string, F(peer_ca_file), .flags = CONF_PATH),
     CONF_CMD("peer_tls_verify", conf_set_bool, F(peer_tls_verify), .def = "on"),
+    CONF_CMD("peer_plain_http", conf_set_bool, F(peer_plain_http), .def = "off"),
 
     /* consuming the stream */
     CONF_CMD("concurrency", conf_set_int, F(concurrency), .def = "32", .min = 1, .max = 4096),
@@ -364,10 +372,35 @@ validate(struct repl_conf *cf, struct conf_file *f, char *err, size_t errlen)
                            "peer is required (one 'peer SITE_ID URL' line per other site)");
     }
     for (i = 0; i < cf->npeers; i++) {
-        if (strcmp(cf->peers[i].id, cf->site_id) == 0) {
-            return conf_errorf(f, cf->peers[i].line, err, errlen,
-                               "peer: '%s' is this site (site_id); list the other sites",
-                               cf->peers[i].id);
+        struct repl_peer *p = &cf->peers[i];
+
+        if (strcmp(p->id, cf->site_id) == 0) {
+            return conf_errorf(f, p->line, err, errlen,
+                               "peer: '%s' is this site (site_id); list the other sites", p->id);
+        }
+        /* replica writes carry every object and a site key's signatures: clear text only
+         * when the operator says the network between the sites is trusted */
+        if (p->plain && !cf->peer_plain_http) {
+            return conf_errorf(f, p->line, err, errlen,
+                               "peer: '%s' has a plain http:// URL (%s): replica writes would "
+                               "cross the network unencrypted; use https:// or, on a trusted "
+                               "network only, set 'peer_plain_http yes'",
+                               p->id, p->url);
+        }
+        if (p->ca_file != NULL) {
+            char *abs;
+
+            if (p->plain) {
+                return conf_errorf(f, p->line, err, errlen,
+                                   "peer: '%s' has a CA_FILE but a plain http:// URL", p->id);
+            }
+            abs = conf_resolve_path(f, p->ca_file);
+            free(p->ca_file);
+            p->ca_file = abs;
+            if (access(p->ca_file, R_OK) != 0) {
+                return conf_errorf(f, p->line, err, errlen, "peer: cannot read '%s': %s",
+                                   p->ca_file, strerror(errno));
+            }
         }
     }
     if (cf->retry_max_ms < cf->retry_base_ms) {
@@ -431,6 +464,7 @@ repl_conf_free(struct repl_conf *cf)
         free(cf->peers[i].id);
         free(cf->peers[i].url);
         free(cf->peers[i].host);
+        free(cf->peers[i].ca_file);
     }
     free(cf->peers);
     creds_destroy(cf->creds);

@@ -13,12 +13,14 @@
 
 struct creds;
 
-/* One "peer SITE_ID URL" line: a remote site and its s3tee proxy. */
+/* One "peer SITE_ID URL [CA_FILE]" line: a remote site and its s3tee proxy. */
 struct repl_peer {
-    char *id;   /* site id (owned) */
-    char *url;  /* "http://host:port" or "https://...", no trailing '/' (owned) */
-    char *host; /* host[:port] as written in the URL: the Host header we sign (owned) */
-    int line;   /* line of the directive, for messages */
+    char *id;      /* site id (owned) */
+    char *url;     /* "http://host:port" or "https://...", no trailing '/' (owned) */
+    char *host;    /* host[:port] as written in the URL: the Host header we sign (owned) */
+    char *ca_file; /* CA bundle for this peer only, resolved; NULL = peer_ca_file (owned) */
+    int plain;     /* 1 for an http:// URL (allowed only with peer_plain_http) */
+    int line;      /* line of the directive, for messages */
 };
 
 struct repl_conf {
@@ -41,6 +43,7 @@ struct repl_conf {
     size_t npeers;           /* at least one */
     char *peer_ca_file;      /* CA bundle for https peers, NULL = system (owned) */
     int peer_tls_verify;     /* verify peers' certificates */
+    int peer_plain_http;     /* http:// peers allowed (explicit opt-in; default off) */
 
     /* consuming */
     int concurrency;             /* transfers in flight per process, across peers */

@@ -19,6 +19,13 @@
 #define CONNECT_TIMEOUT_MAX_MS 10000
 
 static void
+site_key(struct site *s, const struct creds_entry *key)
+{
+    s->access_key = key->access_key;
+    s->secret = key->secret;
+}
+
+static void
 site_init(struct site *s, struct event_base *evb, const struct repl_conf *cf, const char *id,
           const char *url, const char *host, const struct creds_entry *key, const char *ca_file,
           int tls_verify, struct sigv4_key_cache *kc, int max_connections)
@@ -28,8 +35,7 @@ site_init(struct site *s, struct event_base *evb, const struct repl_conf *cf, co
     s->id = id;
     s->url = url;
     s->host = host;
-    s->access_key = key->access_key;
-    s->secret = key->secret;
+    site_key(s, key);
     s->region = cf->region;
     s->keys = kc;
     memset(&o, 0, sizeof(o));
@@ -58,7 +64,8 @@ sites_create(struct event_base *evb, const struct repl_conf *cf, int max_connect
         const struct repl_peer *p = &cf->peers[i];
 
         site_init(&s->peers[i], evb, cf, p->id, p->url, p->host,
-                  creds_find_peer(cf->creds, slice_cstr(p->id)), cf->peer_ca_file,
+                  creds_find_peer(cf->creds, slice_cstr(p->id)),
+                  p->ca_file != NULL ? p->ca_file : cf->peer_ca_file,
                   cf->peer_tls_verify, &s->keys, max_connections);
     }
     return s;

@@ -957,8 +957,8 @@ class Proxy:
     def write_files(self):
         if self.port is None:
             self.port = free_port()
-            if self.tls:
-                self.tls_port = free_port()
+        if self.tls and self.tls_port is None:   # a caller may have chosen .port alone
+            self.tls_port = free_port()
         self.conf_path.write_text(self.config_text())
         fd = os.open(self.creds_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:

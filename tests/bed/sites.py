@@ -144,10 +144,13 @@ def _site_key(frm, to):
 
 class Deployment:
     """N sites wired as a full mesh. proxy_directives / replicator_directives apply to all
-    sites; per_site maps a site id to extra proxy directives (e.g. a clock offset env)."""
+    sites; per_site maps a site id to extra proxy directives (e.g. a clock offset env).
+    tls=True (default): replicators write to the peers' proxies over https, verified with
+    the bed CA (peer_ca_file; certificate for IP 127.0.0.1); tls=False: plain http with
+    peer_plain_http yes. Clients keep .proxy.url (http) either way; .proxy.tls_url too."""
 
     def __init__(self, ids=("a", "b"), proxy_directives=None, replicator_directives=None,
-                 proxy_env=None, start_replicators=True, tls=False, wan=False, clock_offset=None):
+                 proxy_env=None, start_replicators=True, tls=True, wan=False, clock_offset=None):
         self.wan_wanted = wan
         self.wan = None                          # wan.Wan once started with wan=True
         self.clock_offset = dict(clock_offset or {})   # site id -> ms (proxy and replicator)
@@ -179,9 +182,10 @@ class Deployment:
             env["S3TEE_CLOCK_OFFSET_MS"] = str(self.clock_offset[site_id])
         return env
 
-    def _link_urls(self, ports):
+    def _link_urls(self, ports, scheme="http"):
         """(frm, to) -> the URL site frm's replicator uses for site to's proxy: the proxy
-        itself, or with wan=True a WAN relay in front of it (one per directed link)."""
+        itself, or with wan=True a WAN relay in front of it (one per directed link; TLS
+        passes through it, and the certificate names 127.0.0.1 either way)."""
         out = {}
         if self.wan_wanted:
             self.wan = wan.Wan()
@@ -191,9 +195,9 @@ class Deployment:
                 if frm == to:
                     continue
                 if self.wan is not None:
-                    out[(frm, to)] = self.wan.add(frm, to, ports[to]).url
+                    out[(frm, to)] = f"{scheme}://127.0.0.1:{self.wan.add(frm, to, ports[to]).port}"
                 else:
-                    out[(frm, to)] = f"http://127.0.0.1:{ports[to]}"
+                    out[(frm, to)] = f"{scheme}://127.0.0.1:{ports[to]}"
         return out
 
     def _start(self):
@@ -206,8 +210,12 @@ class Deployment:
         for i in self.ids:
             redises[i] = self.sites[i].redis = bed.Redis().start()
         ports = {i: bed.free_port() for i in self.ids}
-        links = self._link_urls(ports)
-        urls = {i: f"http://127.0.0.1:{ports[i]}" for i in self.ids}
+        tls = bed.tls_files() if self.tls else None
+        tls_ports = {i: bed.free_port() if tls else None for i in self.ids}
+        links = self._link_urls(tls_ports if tls else ports, "https" if tls else "http")
+        urls = {i: f"https://127.0.0.1:{tls_ports[i]}" if tls else f"http://127.0.0.1:{ports[i]}"
+                for i in self.ids}
+        link = {"peer_ca_file": tls.ca} if tls else {"peer_plain_http": "yes"}
         site_lines = [f"{i} {urls[i]}" for i in self.ids]
         for i in self.ids:
             others = [p for p in self.ids if p != i]
@@ -216,16 +224,16 @@ class Deployment:
             d = {"site_id": i, "site": site_lines, "redis": f"127.0.0.1:{redises[i].port}"}
             d.update(self.proxy_directives)
             proxy = bed.Proxy(stores[i].url, store_key=(stores[i].access_key, stores[i].secret),
-                              tls=self.tls, directives=d, extra_creds=creds,
+                              tls=tls or False, directives=d, extra_creds=creds,
                               env=self._clock_env(i, self.proxy_env.get(i)))
-            proxy.port = ports[i]
+            proxy.port, proxy.tls_port = ports[i], tls_ports[i]
             self.sites[i].proxy = proxy
             proxy.start()
             repl = Replicator(i, redises[i], stores[i].url,
                               (stores[i].access_key, stores[i].secret),
                               {p: links[(i, p)] for p in others},
                               {p: _site_key(i, p) for p in others},
-                              directives=self.replicator_directives,
+                              directives={**link, **self.replicator_directives},
                               env=self._clock_env(i))
             self.sites[i].replicator = repl
             if self.start_replicators:

@@ -22,7 +22,7 @@ static const char creds_text[] = "store AKSTORE secretstore\n"
     "redis 127.0.0.1:6379\n"                                                                       \
     "upstream http://127.0.0.1:8000\n"                                                             \
     "credentials_file creds.txt\n"                                                                 \
-    "peer b http://127.0.0.1:9002\n"
+    "peer b https://127.0.0.1:9002\n"
 
 static void
 write_file(const char *name, const char *text, mode_t mode)
@@ -97,7 +97,8 @@ check_defaults(const struct repl_conf *cf, const char *what)
     ok(streq(cf->credentials_file, in_dir("creds.txt")) && cf->creds != NULL,
        "%s: credentials resolved beside the config and loaded", what);
     ok(cf->npeers == 1 && streq(cf->peers[0].id, "b") &&
-           streq(cf->peers[0].url, "http://127.0.0.1:9002") &&
+           streq(cf->peers[0].url, "https://127.0.0.1:9002") && cf->peers[0].plain == 0 &&
+           cf->peers[0].ca_file == NULL && cf->peer_plain_http == 0 &&
            streq(cf->peers[0].host, "127.0.0.1:9002") && cf->peers[0].line == 5,
        "%s: one peer", what);
     ok(cf->peer_ca_file == NULL && cf->peer_tls_verify == 1, "%s: peer TLS verifies", what);
@@ -151,6 +152,7 @@ test_every_directive(void)
               "peer c http://[::1]:9003\n"
               "peer_ca_file ca.pem\n"
               "peer_tls_verify no\n"
+              "peer_plain_http yes\n"
               "concurrency 4\n"
               "batch 7\n"
               "block_ms 250\n"
@@ -178,6 +180,7 @@ test_every_directive(void)
               "peer c http://[::1]:9003\n"
               "peer_ca_file ca.pem\n"
               "peer_tls_verify no\n"
+              "peer_plain_http yes\n"
               "concurrency 4\n"
               "batch 7\n"
               "block_ms 250\n"
@@ -208,7 +211,7 @@ test_every_directive(void)
        "region, credentials_file");
     ok(cf->npeers == 2 && streq(cf->peers[0].host, "b.example.com:8443") &&
            streq(cf->peers[1].url, "http://[::1]:9003") && streq(cf->peers[1].host, "[::1]:9003") &&
-           cf->peers[1].line == 9,
+           cf->peers[1].line == 9 && cf->peers[1].plain == 1 && cf->peer_plain_http == 1,
        "two peers, IPv6 host kept in brackets");
     ok(streq(cf->peer_ca_file, in_dir("ca.pem")) && cf->peer_tls_verify == 0, "peer TLS");
     ok(cf->concurrency == 4 && cf->batch == 7 && cf->block_ms == 250, "concurrency, batch, block");
@@ -297,15 +300,15 @@ test_errors(void)
     refused("peer a http://127.0.0.1:9\n" MINIMAL,
             ":1: peer: 'a' is this site (site_id); list the other sites");
     refused(MINIMAL "peer B_2 http://127.0.0.1:9\n",
-            ":6: peer: expected 'peer SITE_ID URL' with a site id of 1 to 32 characters from a-z, "
+            ":6: peer: expected 'peer SITE_ID URL [CA_FILE]' with a site id of 1 to 32 characters from a-z, "
             "0-9 and '-', got 'B_2 http://127.0.0.1:9'");
     refused(MINIMAL "peer c 127.0.0.1:9\n",
             ":6: peer: expected a URL starting with http:// or https:// (the URL of site 'c''s "
             "s3tee proxy), got 'c 127.0.0.1:9'");
-    refused(MINIMAL "peer c\n", ":6: peer: expected 2 values, got 'c'");
+    refused(MINIMAL "peer c\n", ":6: peer: expected 2 to 3 values, got 'c'");
     snprintf(want, sizeof(want),
              ":6: peer: no 'peer d ACCESS_KEY SECRET' line in %s/creds.txt for site 'd'", dir);
-    refused(MINIMAL "peer d http://127.0.0.1:9\n", want);
+    refused(MINIMAL "peer d https://127.0.0.1:9\n", want);
 
     /* files */
     snprintf(want, sizeof(want),
@@ -331,6 +334,47 @@ test_errors(void)
         repl_conf_free(cf);
     }
     write_file("creds.txt", creds_text, 0600);
+}
+
+/* Peers over TLS by default: http:// needs peer_plain_http; a per-peer CA overrides. */
+static void
+test_peer_tls(void)
+{
+    struct repl_conf *cf;
+    char want[1024];
+
+    refused(MINIMAL "peer c http://10.0.0.3:8080\n",
+            ":6: peer: 'c' has a plain http:// URL (http://10.0.0.3:8080): replica writes would "
+            "cross the network unencrypted; use https:// or, on a trusted network only, set "
+            "'peer_plain_http yes'");
+    refused(MINIMAL "peer c HTTP://10.0.0.3\n",
+            ":6: peer: 'c' has a plain http:// URL (HTTP://10.0.0.3): replica writes would "
+            "cross the network unencrypted; use https:// or, on a trusted network only, set "
+            "'peer_plain_http yes'");
+    refused(MINIMAL "peer_plain_http no\npeer c http://10.0.0.3\n",
+            ":7: peer: 'c' has a plain http:// URL (http://10.0.0.3): replica writes would "
+            "cross the network unencrypted; use https:// or, on a trusted network only, set "
+            "'peer_plain_http yes'");
+    refused(MINIMAL "peer_plain_http maybe\n",
+            ":6: peer_plain_http: expected on or off, got 'maybe'");
+
+    cf = load(MINIMAL "peer c http://10.0.0.3\npeer_plain_http yes\n");
+    ok(cf != NULL && cf->npeers == 2 && cf->peers[1].plain == 1 && cf->peer_plain_http == 1,
+       "peer_plain_http yes (after the peer line) allows http:// %s", cf ? "" : err);
+    repl_conf_free(cf);
+
+    write_file("c-ca.pem", "not really a CA\n", 0644);
+    cf = load(MINIMAL "peer c https://10.0.0.3 c-ca.pem\n");
+    ok(cf != NULL && streq(cf->peers[1].ca_file, in_dir("c-ca.pem")) &&
+           cf->peers[0].ca_file == NULL,
+       "a per-peer CA_FILE is resolved beside the config %s", cf ? "" : err);
+    repl_conf_free(cf);
+    snprintf(want, sizeof(want), ":6: peer: cannot read '%s/none.pem': No such file or directory",
+             dir);
+    refused(MINIMAL "peer c https://10.0.0.3 none.pem\n", want);
+    refused(MINIMAL "peer_plain_http yes\npeer c http://10.0.0.3 c-ca.pem\n",
+            ":7: peer: 'c' has a CA_FILE but a plain http:// URL");
+    remove_file("c-ca.pem");
 }
 
 /* Reads the repository's replicator.conf.example (NULL if missing). */
@@ -449,6 +493,7 @@ main(void)
     test_defaults();
     test_every_directive();
     test_errors();
+    test_peer_tls();
     test_example();
 
     remove_file("replicator.conf");
