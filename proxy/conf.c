@@ -478,6 +478,14 @@ static const struct conf_cmd proxy_conf_cmds[] = {
              .def = "1m", .min = 64 * KB, .max = 1 * GB),
     CONF_CMD("h2_max_concurrent_streams", conf_set_int, F(h2_max_concurrent_streams),
              .def = "100", .min = 1, .max = 10000),
+    CONF_CMD("h2_max_resets_per_second", conf_set_int, F(h2_max_resets_per_second),
+             .def = "100", .min = 1, .max = 1000000),
+    CONF_CMD("h2_max_resets_per_minute", conf_set_int, F(h2_max_resets_per_minute),
+             .def = "1000", .min = 1, .max = 1000000),
+    CONF_CMD("h2_max_pending_acks", conf_set_int, F(h2_max_pending_acks),
+             .def = "100", .min = 1, .max = 1000000),
+    CONF_CMD("h2_max_continuations", conf_set_int, F(h2_max_continuations),
+             .def = "8", .min = 0, .max = 100000),
 
     /* S3 */
     CONF_CMD("region", set_region, F(region), .def = "us-east-1"),

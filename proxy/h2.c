@@ -23,8 +23,19 @@
  *
  * Timers: client_idle_timeout (no stream: GOAWAY), client_header_timeout (one unfinished
  * header block: GOAWAY), client_body_timeout per stream (no DATA while our window is open:
- * RST_STREAM), client_send_timeout (bufferevent write timeout: close). Abuse limits: see
- * H2_RESETS_PER_*, H2_MAX_OUTBOUND_ACK and the header limits in cb_header().
+ * RST_STREAM), client_send_timeout (bufferevent write timeout: close).
+ *
+ * Abuse limits (proxy.conf.example documents each directive and what the client sees):
+ *   h2_max_concurrent_streams      more streams at once: nghttp2 answers GOAWAY(PROTOCOL_ERROR)
+ *   h2_max_resets_per_second/min   stream resets, received (CVE-2023-44487 "rapid reset") or
+ *                                  provoked (CVE-2025-8671 "made you reset"): GOAWAY
+ *                                  (ENHANCE_YOUR_CALM), see count_reset()
+ *   h2_max_pending_acks            SETTINGS/PING ACKs queued (a flooder that does not read),
+ *   h2_max_continuations           CONTINUATION frames after one HEADERS: both stop reading,
+ *                                  GOAWAY(ENHANCE_YOUR_CALM), close (see input_refused())
+ *   max_header_bytes/count         the decoded header list (HPACK can expand a small block a
+ *                                  thousandfold): stored no further, 400 at END_HEADERS
+ *   client_header_timeout          one header block, CONTINUATIONs included
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -63,14 +74,6 @@ _Static_assert(H2_OUT_HIGH + 16384 + 9 < H2_STREAM_LOW, "socket share must stay 
 #define H2_CONN_WINDOW_STREAMS 8
 /* Hard ceiling on one request head we store, whatever max_header_bytes says. */
 #define H2_HEAD_HARD_MAX (1024 * 1024)
-/* SETTINGS ACK + PING ACK frames nghttp2 may queue before it calls the peer a flooder.
- * Honest clients have a handful in flight; the default of 1000 is generous for a proxy. */
-#define H2_MAX_OUTBOUND_ACK 100
-/* Stream resets (received, or provoked: nghttp2 resetting a client's bad stream) allowed
- * per second and per minute before GOAWAY(ENHANCE_YOUR_CALM): CVE-2023-44487 "rapid reset"
- * and CVE-2025-8671 "made you reset" both start a request the client never lets finish. */
-#define H2_RESETS_PER_SEC 100
-#define H2_RESETS_PER_MIN 1000
 /* Between the shutdown notice and the final GOAWAY: requests the client sent before it saw
  * the notice must still arrive (one round trip, generously). */
 #define H2_DRAIN_GRACE_MS 1000
@@ -160,6 +163,7 @@ struct h2_conn {
     struct h2_rate resets;           /* RST_STREAM received or provoked */
     unsigned draining : 1;           /* h2_conn_drain() called */
     unsigned calmed : 1;             /* GOAWAY(ENHANCE_YOUR_CALM) already submitted */
+    unsigned refused : 1;            /* input_refused(): nothing more is read */
     unsigned close_when_flushed : 1; /* session done: close once the socket buffer drains */
     unsigned fatal : 1;              /* a req op hit a fatal nghttp2 error: pump tears down */
     unsigned dead : 1;               /* torn down: no session, no streams */
@@ -359,7 +363,14 @@ rate_hit(struct h2_rate *r, int64_t now, uint32_t per_sec, uint32_t per_min)
 static void
 count_reset(struct h2_conn *h, const char *what)
 {
-    if (h->calmed || !rate_hit(&h->resets, now_ms(h), H2_RESETS_PER_SEC, H2_RESETS_PER_MIN)) {
+    const struct proxy_conf *cf = h->c->w->cf;
+
+    uint32_t per_sec = cf->h2_max_resets_per_second > 0 ? (uint32_t)cf->h2_max_resets_per_second
+                                                        : 100;
+    uint32_t per_min = cf->h2_max_resets_per_minute > 0 ? (uint32_t)cf->h2_max_resets_per_minute
+                                                        : 1000;
+
+    if (h->calmed || !rate_hit(&h->resets, now_ms(h), per_sec, per_min)) {
         return;
     }
     h->calmed = 1;
@@ -1081,6 +1092,7 @@ cb_error(nghttp2_session *ngh, int code, const char *msg, size_t len, void *arg)
 static int
 session_create(struct h2_conn *h)
 {
+    const struct proxy_conf *cf = h->c->w->cf;
     nghttp2_session_callbacks *cbs;
     nghttp2_option *opt;
     int rv;
@@ -1101,7 +1113,12 @@ session_create(struct h2_conn *h)
     nghttp2_session_callbacks_set_error_callback2(cbs, cb_error);
     /* window updates only through nghttp2_session_consume(): store back-pressure */
     nghttp2_option_set_no_auto_window_update(opt, 1);
-    nghttp2_option_set_max_outbound_ack(opt, H2_MAX_OUTBOUND_ACK);
+    /* a client that sends SETTINGS or PING without reading the ACKs: nghttp2 refuses more
+     * input (NGHTTP2_ERR_FLOODED) once this many wait; honest clients have a handful */
+    nghttp2_option_set_max_outbound_ack(
+        opt, cf->h2_max_pending_acks > 0 ? (size_t)cf->h2_max_pending_acks : 100);
+    /* a header block split into endless CONTINUATIONs (CVE-2024-27316 and kin) */
+    nghttp2_option_set_max_continuations(opt, (size_t)cf->h2_max_continuations);
     /* no priority tree of closed streams to keep (memory a client could inflate) */
     nghttp2_option_set_no_closed_streams(opt, 1);
     rv = nghttp2_session_server_new2(&h->ngh, cbs, h, opt);
@@ -1192,6 +1209,31 @@ teardown(struct h2_conn *h, const char *why)
     conn_close(h->c);
 }
 
+/* nghttp2_session_mem_recv() failed with RV. A flood (h2_max_pending_acks,
+ * h2_max_continuations) is answered with GOAWAY(ENHANCE_YOUR_CALM) after the frames already
+ * queued, and nothing more is read: the session closes once that is written, or after
+ * client_send_timeout if the flooder does not read. Anything else closes at once. */
+static int
+input_refused(struct h2_conn *h, int rv)
+{
+    struct evbuffer *in = bufferevent_get_input(h->c->bev);
+
+    if (rv != NGHTTP2_ERR_FLOODED && rv != NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
+        log_info("h2", "%s: %s", h->c->peer, nghttp2_strerror(rv));
+        return PX_EINVAL;
+    }
+    log_warn("h2", "%s: %s (%s); GOAWAY ENHANCE_YOUR_CALM", h->c->peer, nghttp2_strerror(rv),
+             rv == NGHTTP2_ERR_FLOODED ? "h2_max_pending_acks" : "h2_max_continuations");
+    h->calmed = 1;
+    h->refused = 1;
+    bufferevent_disable(h->c->bev, EV_READ);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    if (nghttp2_session_terminate_session(h->ngh, NGHTTP2_ENHANCE_YOUR_CALM) != 0) {
+        return PX_EINVAL;
+    }
+    return PX_OK;
+}
+
 /* Feeds everything in the input buffer to nghttp2, without linearising it. */
 static int
 process_input(struct h2_conn *h)
@@ -1199,7 +1241,7 @@ process_input(struct h2_conn *h)
     struct evbuffer *in = bufferevent_get_input(h->c->bev);
     struct evbuffer_iovec vec[H2_NVEC];
 
-    while (evbuffer_get_length(in) > 0) {
+    while (!h->refused && evbuffer_get_length(in) > 0) {
         size_t used = 0;
         int n = evbuffer_peek(in, -1, NULL, vec, H2_NVEC), i;
 
@@ -1207,8 +1249,8 @@ process_input(struct h2_conn *h)
             ssize_t rv = nghttp2_session_mem_recv(h->ngh, vec[i].iov_base, vec[i].iov_len);
 
             if (rv < 0) {
-                log_info("h2", "%s: %s", h->c->peer, nghttp2_strerror((int)rv));
-                return PX_EINVAL;
+                evbuffer_drain(in, used);
+                return input_refused(h, (int)rv);
             }
             used += (size_t)rv;
         }
