@@ -238,3 +238,379 @@ def test_key_of_1024_bytes_and_1025(make_proxy, pbucket, store_s3):
     assert store_s3.get_object(Bucket=pbucket, Key=k1024)["Body"].read() == body
     keys = [o["Key"] for o in store_s3.list_objects_v2(Bucket=pbucket).get("Contents", [])]
     assert sorted(keys) == sorted(["probe", k1024])
+
+
+# ---------------------------------------------------------------------------------------
+# HTTP/2, frame by frame: curl and nghttp (test_16) never misbehave, so the abusive client
+# writes its own frames. HPACK: requests use literal fields (no Huffman, no indexing);
+# responses are read with a decoder that knows the static table and the digits of the
+# Huffman code, which is all :status needs (we announce a header table of 0 bytes, so the
+# proxy's encoder keeps no dynamic entries).
+
+DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = \
+    0, 1, 3, 4, 6, 7, 8, 9
+END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
+NO_ERROR, PROTOCOL_ERROR, CANCEL, REFUSED_STREAM, ENHANCE_YOUR_CALM = 0, 1, 8, 7, 11
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+STATIC_STATUS = {8: "200", 9: "204", 10: "206", 11: "304", 12: "400", 13: "404", 14: "500"}
+
+
+def hp_int(value, prefix_bits, first=0):
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes([first | value])
+    out = [first | limit]
+    value -= limit
+    while value >= 128:
+        out.append(value % 128 + 128)
+        value //= 128
+    return bytes(out + [value])
+
+
+def hp_str(s):
+    b = s.encode() if isinstance(s, str) else s
+    return hp_int(len(b), 7) + b
+
+
+def hp_literal(name, value, index=False):
+    """A field with a new name: incrementally indexed (0x40) or not indexed (0x00)."""
+    return (b"\x40" if index else b"\x00") + hp_str(name) + hp_str(value)
+
+
+def hp_read_int(buf, i, prefix_bits):
+    limit = (1 << prefix_bits) - 1
+    value = buf[i] & limit
+    i += 1
+    if value < limit:
+        return value, i
+    shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        value += (b & 127) << shift
+        shift += 7
+        if b < 128:
+            return value, i
+
+
+def huffman_digits(data):
+    """Decodes a Huffman string of digits ('0'-'2': 5 bits, '3'-'9': 6 bits); None if it
+    holds anything else."""
+    bits = "".join(f"{b:08b}" for b in data)
+    out, i = "", 0
+    while len(bits) - i >= 5:
+        if bits[i:i + 5] in ("00000", "00001", "00010"):
+            out += str(int(bits[i:i + 5], 2))
+            i += 5
+        elif len(bits) - i >= 6 and 0x19 <= int(bits[i:i + 6], 2) <= 0x1f:
+            out += str(int(bits[i:i + 6], 2) - 0x19 + 3)
+            i += 6
+        elif set(bits[i:]) == {"1"} and len(bits) - i < 8:
+            break
+        else:
+            return None
+    return out
+
+
+def hp_status(block):
+    """:status of a response header block (the proxy sends it first)."""
+    i = 0
+    while i < len(block):
+        b = block[i]
+        if b & 0x80:
+            idx, i = hp_read_int(block, i, 7)
+            return STATIC_STATUS.get(idx)
+        if b & 0xe0 == 0x20:                    # dynamic table size update
+            _, i = hp_read_int(block, i, 5)
+            continue
+        idx, i = hp_read_int(block, i, 6 if b & 0x40 else 4)
+        assert idx == 8, f"the first field is not :status ({block[:20]!r})"
+        huff = block[i] & 0x80
+        n, i = hp_read_int(block, i, 7)
+        raw = block[i:i + n]
+        return huffman_digits(raw) if huff else raw.decode()
+    return None
+
+
+class H2Conn:
+    """A raw HTTP/2 client connection (h2c by prior knowledge)."""
+
+    def __init__(self, p, keys=CLIENT, settings=((1, 0),), rcvbuf=None):
+        self.p = p
+        self.signer = awsv4.Signer(*keys)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(10)
+        self.sock.connect(("127.0.0.1", p.port))
+        self.buf = b""
+        self.next_id = 1
+        self.goaway = None                      # (last stream id, error code)
+        self.send(PREFACE + self.frame(SETTINGS, 0, 0, b"".join(
+            struct.pack(">HI", k, v) for k, v in settings)))
+
+    def close(self):
+        self.sock.close()
+
+    @staticmethod
+    def frame(ftype, flags, sid, payload=b""):
+        return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
+            struct.pack(">I", sid) + payload
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def request_block(self, method, bucket, key="probe", extra=()):
+        """The HPACK block of a signed request (no body)."""
+        target = f"/{bucket}/{key}"
+        host = f"127.0.0.1:{self.p.port}"
+        signed = self.signer.sign(method, target, [("host", host)], awsv4.sha256_hex(b""))
+        block = b"".join(hp_literal(n, v) for n, v in [
+            (":method", method), (":scheme", "http"), (":path", target), (":authority", host)])
+        block += b"".join(hp_literal(n.lower(), v) for n, v in signed.headers
+                          if n.lower() != "host")
+        return block + b"".join(extra)
+
+    def headers(self, block, sid=None, end_stream=True):
+        sid = sid or self.new_id()
+        return sid, self.frame(HEADERS, END_HEADERS | (END_STREAM if end_stream else 0), sid,
+                               block)
+
+    def new_id(self):
+        sid, self.next_id = self.next_id, self.next_id + 2
+        return sid
+
+    def read_frame(self, timeout=10):
+        """(type, flags, stream id, payload), or None when the server closed."""
+        self.sock.settimeout(timeout)
+        try:
+            while len(self.buf) < 9 or len(self.buf) < 9 + int.from_bytes(self.buf[:3], "big"):
+                d = self.sock.recv(1 << 16)
+                if not d:
+                    return None
+                self.buf += d
+        except (ConnectionResetError, BrokenPipeError):
+            return None
+        n = int.from_bytes(self.buf[:3], "big")
+        ftype, flags = self.buf[3], self.buf[4]
+        sid = int.from_bytes(self.buf[5:9], "big") & 0x7fffffff
+        payload, self.buf = self.buf[9:9 + n], self.buf[9 + n:]
+        if ftype == SETTINGS and not flags & ACK:
+            self.send(self.frame(SETTINGS, ACK, 0))
+        if ftype == GOAWAY:
+            self.goaway = (int.from_bytes(payload[:4], "big") & 0x7fffffff,
+                           int.from_bytes(payload[4:8], "big"))
+        return ftype, flags, sid, payload
+
+    def responses(self, sids, timeout=10):
+        """Reads until every stream in SIDS has ended or been reset; returns {sid:
+        ("status", body) or ("rst", code)}; stops early when the server closes."""
+        out, bodies = {}, {}
+        deadline = time.monotonic() + timeout
+        while set(sids) - set(out):
+            f = self.read_frame(max(0.1, deadline - time.monotonic()))
+            if f is None:
+                break
+            ftype, flags, sid, payload = f
+            if ftype == HEADERS and sid in sids:
+                bodies[sid] = [hp_status(payload), b""]
+            elif ftype == DATA and sid in sids:
+                bodies[sid][1] += payload
+                if payload:
+                    self.send(self.frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", len(payload)))
+                              + self.frame(WINDOW_UPDATE, 0, sid,
+                                           struct.pack(">I", len(payload))))
+            elif ftype == RST_STREAM and sid in sids:
+                out[sid] = ("rst", int.from_bytes(payload, "big"))
+                continue
+            if ftype in (HEADERS, DATA) and sid in sids and flags & END_STREAM:
+                out[sid] = tuple(bodies[sid])
+        return out
+
+    def get(self, bucket, key="probe"):
+        sid, data = self.headers(self.request_block("GET", bucket, key))
+        self.send(data)
+        return self.responses([sid])[sid]
+
+    def closed_within(self, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                if self.read_frame(max(0.05, deadline - time.monotonic())) is None:
+                    return True
+            except socket.timeout:
+                return False
+        return False
+
+
+def xml_code(body):
+    return body.split(b"<Code>")[1].split(b"</Code>")[0].decode() if b"<Code>" in body else None
+
+
+def h2_proxy(make_proxy, **directives):
+    d = dict(workers=1, log_level="info")
+    d.update(directives)
+    return make_proxy(clients=[(*CLIENT, "*")], **d)
+
+
+def test_h2_raw_client_is_served(make_proxy, pbucket):
+    """The raw client itself: a signed GET on stream 1, then 404 on stream 3."""
+    p = h2_proxy(make_proxy)
+    h = H2Conn(p)
+    assert h.get(pbucket) == ("200", PROBE)
+    status, body = h.get(pbucket, "missing")
+    assert (status, xml_code(body)) == ("404", "NoSuchKey")
+    h.close()
+
+
+def test_h2_stream_flood(make_proxy, pbucket):
+    """60 requests at once past h2_max_concurrent_streams 10 (announced in our SETTINGS,
+    which the client acknowledged): the client broke the protocol, so nghttp2 answers the
+    11th with GOAWAY(PROTOCOL_ERROR, last stream = the 10th) and the connection closes.
+    Nothing is left behind: new connections, and a well-behaved client meanwhile, are
+    served."""
+    p = h2_proxy(make_proxy, h2_max_concurrent_streams=10)
+    h = H2Conn(p)
+    assert h.get(pbucket) == ("200", PROBE)     # SETTINGS exchanged: the limit is in force
+    with Served(p, pbucket):
+        sids, data = [], b""
+        for _ in range(60):
+            sid, frame = h.headers(h.request_block("GET", pbucket))
+            sids.append(sid)
+            data += frame
+        h.send(data)
+        got = h.responses(sids)
+        assert h.goaway == (sids[9], PROTOCOL_ERROR), h.goaway
+        assert h.closed_within(5), "the connection stayed open"
+        assert not set(got) - set(sids[:10]), got
+        h.close()
+        h = H2Conn(p)
+        assert h.get(pbucket) == ("200", PROBE)
+        # ten at once, the limit exactly: all answered on the one connection
+        sids, data = [], b""
+        for _ in range(10):
+            sid, frame = h.headers(h.request_block("GET", pbucket))
+            sids.append(sid)
+            data += frame
+        h.send(data)
+        got = h.responses(sids)
+        assert got == {s: ("200", PROBE) for s in sids} and h.goaway is None, (got, h.goaway)
+    h.close()
+
+
+def test_h2_rapid_reset(make_proxy, pbucket):
+    """HEADERS then RST_STREAM at once, 400 times (CVE-2023-44487): past
+    h2_max_resets_per_second (50) the proxy sends GOAWAY(ENHANCE_YOUR_CALM) and closes;
+    a well-behaved client is served meanwhile."""
+    p = h2_proxy(make_proxy, h2_max_resets_per_second=50)
+    h = H2Conn(p)
+    assert h.get(pbucket) == ("200", PROBE)
+    with Served(p, pbucket):
+        data = b""
+        for _ in range(400):
+            sid, frame = h.headers(h.request_block("GET", pbucket))
+            data += frame + h.frame(RST_STREAM, 0, sid, struct.pack(">I", CANCEL))
+        try:
+            h.send(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert h.closed_within(5), "the connection stayed open"
+        assert h.goaway is not None and h.goaway[1] == ENHANCE_YOUR_CALM, h.goaway
+    h.close()
+    logscan.wait_log(p.error_log, "too many stream resets")
+
+
+@pytest.mark.parametrize("kind", ["settings", "ping"])
+def test_h2_ack_flood(make_proxy, pbucket, kind):
+    """50,000 SETTINGS (or PING) frames from a client that reads nothing: once
+    h2_max_pending_acks (100) ACKs wait, the proxy reads no more, queues
+    GOAWAY(ENHANCE_YOUR_CALM) and closes; it does not grow, and a well-behaved client is
+    served meanwhile."""
+    p = h2_proxy(make_proxy, client_send_timeout="3s")
+    h = H2Conn(p, rcvbuf=4096)
+    assert h.get(pbucket) == ("200", PROBE)
+    peak0 = p.rss_peak_kb()
+    one = h.frame(SETTINGS, 0, 0) if kind == "settings" else h.frame(PING, 0, 0, b"12345678")
+    t0 = time.monotonic()
+    with Served(p, pbucket):
+        try:
+            for _ in range(10):
+                h.send(one * 5000)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        # now read: the ACKs the proxy sent, then its GOAWAY, then the close
+        assert h.closed_within(10), "the connection stayed open"
+    assert h.goaway is not None and h.goaway[1] == ENHANCE_YOUR_CALM, h.goaway
+    assert time.monotonic() - t0 < 8
+    h.close()
+    logscan.wait_log(p.error_log, "h2_max_pending_acks")
+    grown = p.rss_peak_kb() - peak0
+    assert grown < 8 * 1024, f"the proxy's peak grew by {grown} kB"
+
+
+def test_h2_continuation_flood(make_proxy, pbucket):
+    """A HEADERS frame followed by endless CONTINUATIONs: the 9th (past
+    h2_max_continuations, 8) gets GOAWAY(ENHANCE_YOUR_CALM) and the connection closes;
+    8 are fine, and a well-behaved client is served meanwhile."""
+    p = h2_proxy(make_proxy)
+    h = H2Conn(p)
+    with Served(p, pbucket):
+        for conts, refused in ((8, False), (1000, True)):
+            block = h.request_block("GET", pbucket)
+            pieces = [block[:20]] + [b""] * (conts - 1) + [block[20:]]
+            sid = h.new_id()
+            data = h.frame(HEADERS, END_STREAM, sid, pieces[0])
+            for i, piece in enumerate(pieces[1:], 1):
+                data += h.frame(CONTINUATION, END_HEADERS if i == conts else 0, sid, piece)
+            try:
+                h.send(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            if not refused:
+                assert h.responses([sid]) == {sid: ("200", PROBE)}
+                continue
+            assert h.closed_within(5), "the connection stayed open"
+            assert h.goaway is not None and h.goaway[1] == ENHANCE_YOUR_CALM, h.goaway
+    h.close()
+    logscan.wait_log(p.error_log, "h2_max_continuations")
+
+
+def test_h2_hpack_bomb(make_proxy, pbucket):
+    """HPACK expands: one 4,000-byte field put in the dynamic table, then named 20,000
+    times by a 2-byte index (40 KB on the wire, 80 MB decoded). The proxy stores no more
+    than max_header_bytes (32k) of it and answers 400 RequestHeaderSectionTooLarge; 101
+    small fields (max_header_count 100) get the same. The connection stays in sync and
+    usable; the proxy does not grow; a well-behaved client is served meanwhile."""
+    p = h2_proxy(make_proxy)
+    h = H2Conn(p)
+    assert h.get(pbucket) == ("200", PROBE)
+    peak0 = p.rss_peak_kb()
+    with Served(p, pbucket):
+        # our own table: 4,096 bytes by default; entry 62 is the newest one
+        bomb = hp_literal("x-amz-meta-bomb", "b" * 4000, index=True) + \
+            hp_int(62, 7, 0x80) * 20000
+        sid = h.new_id()
+        block = h.request_block("GET", pbucket, extra=[bomb])
+        frames = [block[i:i + 16384] for i in range(0, len(block), 16384)]
+        data = h.frame(HEADERS, END_STREAM | (END_HEADERS if len(frames) == 1 else 0), sid,
+                       frames[0])
+        for i, piece in enumerate(frames[1:], 1):
+            data += h.frame(CONTINUATION, END_HEADERS if i == len(frames) - 1 else 0, sid,
+                            piece)
+        assert len(frames) <= 8
+        h.send(data)
+        status, body = h.responses([sid])[sid]
+        assert (status, xml_code(body)) == ("400", "RequestHeaderSectionTooLarge"), body
+        # the table entry is still there for the next block: HPACK state was kept
+        sid, data = h.headers(h.request_block("GET", pbucket, extra=[hp_int(62, 7, 0x80)]))
+        h.send(data)
+        assert h.responses([sid])[sid] == ("200", PROBE)
+        many = [hp_literal(f"x-amz-meta-m{i}", "v") for i in range(101)]
+        sid, data = h.headers(h.request_block("GET", pbucket, extra=many))
+        h.send(data)
+        status, body = h.responses([sid])[sid]
+        assert (status, xml_code(body)) == ("400", "RequestHeaderSectionTooLarge"), body
+        assert h.get(pbucket) == ("200", PROBE)
+    h.close()
+    grown = p.rss_peak_kb() - peak0
+    assert grown < 4 * 1024, f"the proxy's peak grew by {grown} kB"
