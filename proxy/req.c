@@ -166,6 +166,7 @@ static void bucket_fan_after_store(struct req *r);
 static struct slice aux_header(const struct req *r, const char *name);
 static void on_copy_head(struct req *r, const char *errstr);
 static void continue_start(struct req *r);
+static void index_read(struct req *r);
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
 
@@ -2259,7 +2260,85 @@ req_start(struct req *r, const struct req_start_args *a)
         repl_begin(r); /* continue_start() once the queue said go */
         return;
     }
+    if (r->site_key != NULL && r->w->q != NULL &&
+        (r->addr.op == S3_OP_HEAD_OBJECT || r->addr.op == S3_OP_GET_OBJECT)) {
+        index_read(r); /* then continue_start() */
+        return;
+    }
     continue_start(r);
+}
+
+/* 1 if V can go out as a header value (index fields are written by s3tee, but say so). */
+static int
+header_safe_value(struct slice v)
+{
+    size_t i;
+
+    for (i = 0; i < v.len; i++) {
+        if ((unsigned char)v.ptr[i] < 0x20 || v.ptr[i] == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/*
+ * A peer site's HEAD or GET (resync) also gets this site's index entry of the key, which
+ * the store cannot tell: x-s3tee-stamp, -vv, -tag-stamp, -tags, and x-s3tee-deleted: 1 for
+ * a tombstone (then the store answers 404). No entry: no x-s3tee-* headers. Best effort:
+ * an unreachable Redis leaves the headers out and resync falls back on the store's stamp.
+ */
+static void
+on_index_read(void *arg, const char *errstr, struct redisReply *reply)
+{
+    static const struct {
+        const char *field, *header;
+    } map[] = {{"st", "x-s3tee-stamp"},        {"vv", "x-s3tee-vv"},
+               {"tst", "x-s3tee-tag-stamp"},   {"tags", "x-s3tee-tags"},
+               {"del", "x-s3tee-deleted"}};
+    struct req *r = arg;
+    size_t i, j;
+
+    r->qbusy = 0;
+    if (r->fe == NULL) {
+        req_maybe_free(r);
+        return;
+    }
+    for (i = 0; errstr == NULL && reply != NULL && reply->type == REDIS_REPLY_ARRAY &&
+                i + 1 < reply->elements;
+         i += 2) {
+        redisReply *f = reply->element[i], *v = reply->element[i + 1];
+
+        for (j = 0; j < sizeof(map) / sizeof(map[0]); j++) {
+            if (f->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING && v->len > 0 &&
+                strcmp(f->str, map[j].field) == 0 &&
+                header_safe_value(slice_make(v->str, (size_t)v->len))) {
+                add_resp_header(r, slice_cstr(map[j].header),
+                                pool_slice_dup(&r->pool, slice_make(v->str, (size_t)v->len)));
+            }
+        }
+    }
+    continue_start(r);
+}
+
+static void
+index_read(struct req *r)
+{
+    size_t len = 8 + r->addr.bucket.len + 1 + r->addr.key.len; /* keys may hold any byte */
+    char *key = pool_alloc(&r->pool, len);
+    const char *argv[2] = {"HGETALL", key};
+    size_t argvlen[2] = {7, len};
+
+    memcpy(key, "s3tee:o:", 8);
+    memcpy(key + 8, r->addr.bucket.ptr, r->addr.bucket.len);
+    key[8 + r->addr.bucket.len] = '/';
+    memcpy(key + 9 + r->addr.bucket.len, r->addr.key.ptr, r->addr.key.len);
+
+    r->qbusy = 1;
+    if (queue_command_argv(r->w->q, 2, argv, argvlen, on_index_read, r) != 0) {
+        r->qbusy = 0;
+        continue_start(r);
+    }
 }
 
 /* The copy source's metadata is in r->aux_hdrs now (or the HEAD failed: the store will
@@ -2544,7 +2623,9 @@ xfer_on_header(void *arg, struct slice name, struct slice value)
         }
         return;
     }
-    if (drop_response_header(name)) {
+    /* a peer site reading for resync sees the stamps the store holds; clients never do */
+    if (drop_response_header(name) &&
+        (r->site_key == NULL || !slice_starts_with_nocase(name, SLICE_LIT("x-amz-meta-s3tee-")))) {
         return;
     }
     add_resp_header(r, name, value);
