@@ -75,7 +75,9 @@ $(BUILD)/s3tee-proxy: $(BUILD)/proxy/main.o $(LIB_proxy) $(LIB_queue) $(LIB_sign
 $(BUILD)/s3tee-replicator: $(BUILD)/replicator/main.o $(LIB_replicator) $(LIB_queue) $(LIB_signing) $(LIB_common)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/s3tee: $(BUILD)/tools/main.o $(wildcard $(BUILD)/tools/*.o) $(LIB_queue) $(LIB_signing) $(LIB_common)
+# s3tee (tools/): every tools/*.c; resync reuses the replicator's apply and sites code.
+TOOLS_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tools/*.c))
+$(BUILD)/s3tee: $(TOOLS_OBJS) $(LIB_replicator) $(LIB_queue) $(LIB_signing) $(LIB_common)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # A unit test file may #include the .c it tests (for static functions); the archives

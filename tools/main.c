@@ -3,6 +3,7 @@
  *
  *   s3tee conflicts [--redis HOST:PORT] [--bucket B] [--since T] [--until T] [--limit N]
  *   s3tee dead      [--redis HOST:PORT] [--bucket B] [--since T] [--until T] [--limit N]
+ *   s3tee resync    --bucket B --peer P [...]      (tools/resync.c: anti-entropy with a peer)
  *
  * T is seconds since the epoch, or an ISO-8601 UTC time (2026-11-22T10:00:00Z). Both
  * streams are ordered by entry id, whose first part is the time the entry was added, so a
@@ -16,6 +17,8 @@
 
 #include <hiredis/hiredis.h>
 #include <jansson.h>
+
+#include "tools/resync.h"
 
 #define PAGE 500
 
@@ -33,6 +36,7 @@ usage(FILE *f)
 {
     fprintf(f, "usage: s3tee conflicts|dead [--redis HOST:PORT] [--bucket B] [--since T] "
                "[--until T] [--limit N]\n"
+               "       s3tee resync --bucket B --peer P [...] (s3tee resync --help)\n"
                "  conflicts  writes that lost to a concurrent write (the conflict log)\n"
                "  dead       replication entries that kept failing (the dead-letter stream)\n"
                "  T          seconds since the epoch, or YYYY-MM-DDTHH:MM:SSZ\n"
@@ -169,6 +173,10 @@ main(int argc, char **argv)
     static char host[256];
     redisContext *rc;
     int c, rcode;
+
+    if (argc > 1 && strcmp(argv[1], "resync") == 0) {
+        return resync_main(argc - 1, argv + 1); /* options of its own */
+    }
 
     while ((c = getopt_long(argc, argv, "r:b:s:u:l:hv", longopts, NULL)) != -1) {
         switch (c) {
