@@ -450,6 +450,20 @@ validate_peer_keys(const struct repl_conf *cf, char *err, size_t errlen)
     return 0;
 }
 
+struct creds *
+repl_conf_reload_creds(struct repl_conf *cf, char *err, size_t errlen)
+{
+    struct creds *old = cf->creds;
+
+    cf->creds = creds_load(cf->credentials_file, err, errlen);
+    if (cf->creds == NULL || validate_peer_keys(cf, err, errlen) != 0) {
+        creds_destroy(cf->creds);
+        cf->creds = old;
+        return NULL;
+    }
+    return old;
+}
+
 /* --- lifetime ------------------------------------------------------------------------------ */
 
 void

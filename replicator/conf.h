@@ -72,5 +72,12 @@ struct repl_conf {
 struct repl_conf *repl_conf_load(const char *path, char *err, size_t errlen);
 /* Frees CF and everything it owns (secrets are wiped by creds_destroy). NULL is a no-op. */
 void repl_conf_free(struct repl_conf *cf);
+/*
+ * repl_conf_reload_creds - read CF's credentials_file again (SIGHUP: a site key rotated).
+ * The new list must hold a 'peer' key for every peer. On success it replaces cf->creds and
+ * the previous list is returned: the caller moves every user off it (sites_rekey) and then
+ * frees it with creds_destroy(). On failure returns NULL with one line in ERR, CF unchanged.
+ */
+struct creds *repl_conf_reload_creds(struct repl_conf *cf, char *err, size_t errlen);
 
 #endif

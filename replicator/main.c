@@ -3,7 +3,9 @@
  *
  * SIGTERM/SIGINT: stop reading, give transfers in flight STOP_GRACE_MS to finish and be
  * acknowledged (the rest stays pending in Redis), exit 0; a second signal exits at once.
- * SIGHUP: reopen error_log (for log rotation).
+ * SIGHUP: reopen error_log (for log rotation) and reload credentials_file (site key
+ * rotation, README "Rotating a site key"); a credentials file that does not load keeps the
+ * running keys.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -18,7 +20,9 @@
 
 #include "common/log.h"
 #include "replicator/conf.h"
+#include "replicator/sites.h"
 #include "replicator/worker.h"
+#include "signing/creds.h"
 
 #define STOP_GRACE_MS 5000
 
@@ -40,7 +44,7 @@ usage(FILE *f)
                "  -h, --help          this text\n"
                "signals: SIGTERM stops reading and lets transfers in flight finish (a few\n"
                "seconds at most; the rest stays pending in Redis), then exits 0. SIGHUP\n"
-               "reopens error_log.\n");
+               "reopens error_log and reloads credentials_file.\n");
 }
 
 static int
@@ -67,6 +71,25 @@ on_stopped(void *arg)
     event_base_loopexit(app->evb, NULL);
 }
 
+/* SIGHUP: the keys of a rotated credentials file take over for every request signed from
+ * now on; a file that does not load (or lacks a peer's key) leaves the running keys. */
+static void
+reload_creds(struct app *app)
+{
+    struct creds *old;
+    char err[1024];
+
+    old = repl_conf_reload_creds(app->cf, err, sizeof(err));
+    if (old == NULL) {
+        log_error("main", "credentials reload refused, keeping the running keys: %s", err);
+        return;
+    }
+    sites_rekey(worker_sites(app->w), app->cf);
+    creds_destroy(old);
+    log_info("main", "credentials reloaded from %s (%zu keys)", app->cf->credentials_file,
+             creds_count(app->cf->creds));
+}
+
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -80,6 +103,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
         } else {
             log_info("main", "error_log reopened");
         }
+        reload_creds(app);
         return;
     }
     if (++app->signals > 1) {

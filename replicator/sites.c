@@ -88,6 +88,19 @@ sites_destroy(struct sites *s)
     free(s);
 }
 
+void
+sites_rekey(struct sites *s, const struct repl_conf *cf)
+{
+    size_t i;
+
+    site_key(&s->store, creds_store(cf->creds));
+    for (i = 0; i < s->npeers; i++) {
+        site_key(&s->peers[i], creds_find_peer(cf->creds, slice_cstr(s->peers[i].id)));
+    }
+    sigv4_key_cache_deinit(&s->keys); /* wipes the keys derived from the old secrets */
+    sigv4_key_cache_init(&s->keys);
+}
+
 struct site *
 sites_peer(struct sites *s, const char *id)
 {

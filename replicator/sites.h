@@ -45,6 +45,14 @@ struct sites *sites_create(struct event_base *evb, const struct repl_conf *cf, i
 void sites_destroy(struct sites *s);
 /* The peer with this id, or NULL. */
 struct site *sites_peer(struct sites *s, const char *id);
+/*
+ * sites_rekey - sign from now on with the keys of CF's current credentials (after
+ * repl_conf_reload_creds()): the store key and each peer's 'peer' key. Transfers already
+ * started keep the signature they were sent with; retries are signed afresh. The cache of
+ * derived keys is wiped, so no key of the previous list stays in memory. CF's credentials
+ * must hold every key (repl_conf_reload_creds() checks it) and outlive S or the next rekey.
+ */
+void sites_rekey(struct sites *s, const struct repl_conf *cf);
 
 /* One request, before signing. */
 struct sites_request {

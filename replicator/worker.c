@@ -1599,6 +1599,12 @@ worker_stop(struct worker *w, int64_t grace_ms, worker_stopped_cb cb, void *arg)
     check_stopped(w);
 }
 
+struct sites *
+worker_sites(struct worker *w)
+{
+    return w->sites;
+}
+
 void
 worker_destroy(struct worker *w)
 {

@@ -12,6 +12,7 @@
 
 struct event_base;
 struct repl_conf;
+struct sites;
 struct worker;
 
 typedef void (*worker_stopped_cb)(void *arg);
@@ -29,6 +30,8 @@ void worker_start(struct worker *w);
 void worker_stop(struct worker *w, int64_t grace_ms, worker_stopped_cb cb, void *arg);
 /* Frees W; transfers still running are cancelled without acknowledging. */
 void worker_destroy(struct worker *w);
+/* W's endpoints (owned by W), for a credentials reload with sites_rekey(). */
+struct sites *worker_sites(struct worker *w);
 
 /*
  * worker_backoff_ms - "full jitter" backoff for the ATTEMPT-th failure (1-based): a delay

@@ -337,6 +337,42 @@ parse_all(struct creds *c, char *buf, size_t len, const char *path, char *err, s
     return 0;
 }
 
+/*
+ * One 'peer' line per site: with two, the key we sign with there would depend on the
+ * order of access keys. (Two 'site' lines for one site are fine: that is how a peer's key
+ * rotates, both valid for a while.)
+ */
+static int
+check_peers(const struct creds *c, const char *path, char *err, size_t errlen)
+{
+    const struct creds_entry **peers = NULL, *first = NULL, *second = NULL;
+    size_t i, j, n = 0;
+
+    for (i = 0; i < c->n; i++) {
+        if (c->entries[i].kind == CREDS_PEER) {
+            peers = xrealloc(peers, (n + 1) * sizeof(*peers));
+            peers[n++] = &c->entries[i];
+        }
+    }
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < n; j++) {
+            if (peers[i]->line < peers[j]->line && strcmp(peers[i]->site, peers[j]->site) == 0 &&
+                (second == NULL || peers[j]->line < second->line)) {
+                first = peers[i];
+                second = peers[j];
+            }
+        }
+    }
+    free(peers);
+    if (second != NULL) {
+        return fail(err, errlen, path, second->line,
+                    "a second 'peer' line for site '%s' (the first is at line %d); keep the one "
+                    "key this site signs with there",
+                    second->site, first->line);
+    }
+    return 0;
+}
+
 /* Sorts C's entries, refuses duplicate access keys, finds the store entry. */
 static int
 index_entries(struct creds *c, const char *path, char *err, size_t errlen)
@@ -362,7 +398,7 @@ index_entries(struct creds *c, const char *path, char *err, size_t errlen)
         return fail(err, errlen, path, dup->line, "duplicate access key (first defined at line %d)",
                     first->line);
     }
-    return 0;
+    return check_peers(c, path, err, errlen);
 }
 
 struct creds *

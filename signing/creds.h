@@ -16,8 +16,9 @@
  *   site    a key peer site SITE_ID signs its replica writes with, here
  *   peer    the key this site signs with at peer SITE_ID (that site's "site" line for us)
  *
- * Access keys are unique across all kinds. The file must not be readable or writable by group
- * or others. Secrets never appear in error messages, and are wiped from memory when freed.
+ * Access keys are unique across all kinds. A site may have two 'site' keys at once (its key
+ * rotating: README "Rotating a site key"), but only one 'peer' key. The file must not be
+ * readable or writable by group or others. Secrets never appear in error messages, and are wiped from memory when freed.
  */
 #ifndef S3TEE_CREDS_H
 #define S3TEE_CREDS_H

@@ -7,6 +7,7 @@ Real parts: RGW stores, Redis, s3tee-proxy, s3tee-replicator and the s3tee tool,
 loopback; the bed's CA signs the proxies' certificate (IP SAN 127.0.0.1).
 """
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -130,3 +131,79 @@ def test_replica_writes_go_over_verified_tls(two_sites, tmp_path):
              what="held entry after the CA is fixed")
     assert d.wait_drained(30)
     assert int(a.redis.command("XLEN", "s3tee:dead")) == 0
+
+
+# ---------------------------------------------------------------------------------------
+# site key rotation (README: "Rotating a site key")
+
+def test_site_key_rotates_while_replication_flows(two_sites):
+    """a signs its replica writes at b with a site key; a new key takes over with no write
+    refused, none dead-lettered and none lost: b accepts both (SIGHUP), a switches
+    (SIGHUP), b drops the old one (SIGHUP)."""
+    d = two_sites
+    a, b = d["a"], d["b"]
+    bucket = make_bucket(d, "rot")
+    old_ak, old_sk = a.replicator.peer_keys["b"]
+    new_ak, new_sk = "AKSITEATOBNEW", "secret-a-to-b-rotated"
+    old_line = f"site a {old_ak} {old_sk}"
+    assert old_line in b.proxy.extra_creds
+    written, stop = [], threading.Event()
+
+    def writer():
+        c = client(a.proxy.url)
+        i = 0
+        while not stop.is_set():
+            c.put_object(Bucket=bucket, Key=f"k{i:04d}", Body=b"v%d" % i)
+            written.append(i)
+            i += 1
+            time.sleep(0.02)
+
+    def replicated():
+        """Waits for three more writes at a and the last of them at b."""
+        target = len(written) + 3
+        wait_for(lambda: len(written) >= target, what="more writes")
+        wait_for(lambda: not missing(store_client(b), bucket, f"k{target - 1:04d}"),
+                 what=f"k{target - 1:04d} at b")
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    try:
+        replicated()
+        # 1. b accepts the new key as well as the old one
+        start = Path(b.proxy.error_log).stat().st_size
+        b.proxy.extra_creds.append(f"site a {new_ak} {new_sk}")
+        b.proxy.reload()
+        logscan.wait_log(b.proxy.error_log, "configuration reloaded", start=start)
+        replicated()
+        # 2. a signs with the new key from now on
+        start = Path(a.replicator.error_log).stat().st_size
+        a.replicator.peer_keys["b"] = (new_ak, new_sk)
+        a.replicator.write_files()
+        a.replicator.proc.send_signal(signal.SIGHUP)
+        logscan.wait_log(a.replicator.error_log, "credentials reloaded", start=start)
+        logscan.wait_access(b.proxy, lambda e: e["access_key"] == new_ak and e["status"] == 200,
+                            timeout=15)
+        replicated()
+        # 3. b forgets the old key
+        start = Path(b.proxy.error_log).stat().st_size
+        b.proxy.extra_creds.remove(old_line)
+        b.proxy.reload()
+        logscan.wait_log(b.proxy.error_log, "configuration reloaded", start=start)
+        replicated()
+    finally:
+        stop.set()
+        t.join(10)
+    assert d.wait_drained(60)
+    sb = store_client(b)
+    for i in written:
+        assert get_bytes(sb, bucket, f"k{i:04d}") == b"v%d" % i, f"k{i:04d} lost"
+    assert int(a.redis.command("XLEN", "s3tee:dead")) == 0
+    replica = [e for e in logscan.access_entries(b.proxy) if e["bucket"] == bucket]
+    assert {e["access_key"] for e in replica} == {old_ak, new_ak}
+    refused = [e for e in replica if e["status"] >= 400]
+    assert refused == [], refused[:3]
+    # the old key is refused now
+    with pytest.raises(Exception) as e:
+        client(b.proxy.url, old_ak, old_sk).head_object(Bucket=bucket, Key="k0000")
+    assert "403" in str(e.value)
+

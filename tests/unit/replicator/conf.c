@@ -377,6 +377,45 @@ test_peer_tls(void)
     remove_file("c-ca.pem");
 }
 
+/* SIGHUP's reload: a rotated 'peer' key replaces the old; a bad file changes nothing. */
+static void
+test_reload_creds(void)
+{
+    struct repl_conf *cf = load(MINIMAL);
+    struct creds *old;
+
+    ok(cf != NULL, "reload: loads %s", cf ? "" : err);
+    if (cf == NULL) {
+        return;
+    }
+    write_file("creds.txt", "store AKSTORE secretstore\npeer b AKTOB2 newsecrettob\n", 0600);
+    old = repl_conf_reload_creds(cf, err, sizeof(err));
+    ok(old != NULL && creds_find_peer(old, SLICE_LIT("b")) != NULL &&
+           streq(creds_find_peer(old, SLICE_LIT("b"))->access_key, "AKTOB"),
+       "reload: the previous list is handed back");
+    ok(streq(creds_find_peer(cf->creds, SLICE_LIT("b"))->access_key, "AKTOB2") &&
+           streq(creds_find_peer(cf->creds, SLICE_LIT("b"))->secret, "newsecrettob"),
+       "reload: the new peer key is in place");
+    creds_destroy(old);
+
+    write_file("creds.txt", "store AKSTORE secretstore\npeer c AKTOC secrettoc\n", 0600);
+    old = repl_conf_reload_creds(cf, err, sizeof(err));
+    ok(old == NULL && strstr(err, ":5: peer: no 'peer b ACCESS_KEY SECRET' line in") != NULL,
+       "reload: a file without a peer's key is refused: %s", err);
+    ok(streq(creds_find_peer(cf->creds, SLICE_LIT("b"))->access_key, "AKTOB2"),
+       "reload: refused, the running keys stay");
+
+    write_file("creds.txt", "store AKSTORE secretstore\npeer b AKTOB3 x\n", 0640);
+    old = repl_conf_reload_creds(cf, err, sizeof(err));
+    ok(old == NULL && strstr(err, "creds.txt: permissions 0640 are too open; run chmod 600 ") !=
+                          NULL,
+       "reload: a group-readable file is refused, naming file and mode: %s", err);
+    ok(streq(creds_find_peer(cf->creds, SLICE_LIT("b"))->access_key, "AKTOB2"),
+       "reload: refused, the running keys stay");
+    repl_conf_free(cf);
+    write_file("creds.txt", creds_text, 0600);
+}
+
 /* Reads the repository's replicator.conf.example (NULL if missing). */
 static char *
 read_example(void)
@@ -494,6 +533,7 @@ main(void)
     test_every_directive();
     test_errors();
     test_peer_tls();
+    test_reload_creds();
     test_example();
 
     remove_file("replicator.conf");

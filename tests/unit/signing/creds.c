@@ -282,6 +282,25 @@ test_peer(void)
     creds_destroy(c);
     refused("store AKS SECRETVAL1\npeer b AKTOB\n",
             ":2: expected 'peer SITE_ID ACCESS_KEY SECRET'");
+    refused("store AKS SECRETVAL1\npeer b AKTOB SECRETVAL3\npeer c AKTOC SECRETVAL4\n"
+            "peer c AKTOC2 SECRETVAL5\npeer b AATOB2 SECRETVAL6\n",
+            ":4: a second 'peer' line for site 'c' (the first is at line 3); keep the one key this "
+            "site signs with there");
+
+    /* a peer's key rotating: both of its 'site' keys are valid at once */
+    write_creds("store AKS SECRETVAL1\n"
+                "site b AKFROMB SECRETVAL2\n"
+                "site b AKFROMB2 SECRETVAL3\n",
+                0600);
+    c = creds_load(path, err, sizeof(err));
+    ok(c != NULL, "two site keys for one site accepted");
+    e = c ? creds_find_site_key(c, SLICE_LIT("AKFROMB")) : NULL;
+    ok(e != NULL && strcmp(e->site, "b") == 0 && strcmp(e->secret, "SECRETVAL2") == 0,
+       "the old site key is found");
+    e = c ? creds_find_site_key(c, SLICE_LIT("AKFROMB2")) : NULL;
+    ok(e != NULL && strcmp(e->site, "b") == 0 && strcmp(e->secret, "SECRETVAL3") == 0,
+       "the new site key is found");
+    creds_destroy(c);
 }
 
 int
