@@ -59,7 +59,12 @@ timeutil_mono_us(void)
 void
 timeutil_iso8601_now(char out[TIMEUTIL_ISO_LEN])
 {
-    int64_t ms = timeutil_now_ms();
+    timeutil_iso8601(timeutil_now_ms(), out);
+}
+
+void
+timeutil_iso8601(int64_t ms, char out[TIMEUTIL_ISO_LEN])
+{
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
 

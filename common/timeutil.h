@@ -21,6 +21,8 @@ void timeutil_set_offset_ms(int64_t off);
 
 /* Writes "YYYY-MM-DDTHH:MM:SS.mmmZ" for now into OUT. */
 void timeutil_iso8601_now(char out[TIMEUTIL_ISO_LEN]);
+/* The same for MS (Unix milliseconds, UTC). */
+void timeutil_iso8601(int64_t ms, char out[TIMEUTIL_ISO_LEN]);
 /* Writes "YYYYMMDDTHHMMSSZ" for T (seconds since the epoch, UTC). */
 void timeutil_amz_date(time_t t, char out[TIMEUTIL_AMZ_LEN]);
 /* Writes an RFC 1123 date ("Sun, 22 Nov 2026 10:00:00 GMT") for T into OUT (>= 30 bytes). */

@@ -329,6 +329,12 @@ static const struct conf_cmd repl_conf_cmds[] = {
              .max = DAY),
     CONF_CMD("transfer_timeout", conf_set_duration, F(transfer_timeout_ms), .def = "60s",
              .min = 1, .max = DAY),
+    CONF_CMD("backlog_cap", conf_set_int, F(backlog_cap), .def = "1000000", .min = 0,
+             .max = 2000000000),
+    CONF_CMD("backlog_memory_cap", conf_set_int, F(backlog_memory_cap), .def = "80", .min = 0,
+             .max = 100),
+    CONF_CMD("trim_interval", conf_set_duration, F(trim_interval_ms), .def = "10s", .min = 100,
+             .max = DAY),
 
     /* process */
     CONF_CMD("log_level", conf_set_enum_name, F(log_level), .def = "info", .choices = log_levels),

@@ -56,6 +56,9 @@ struct repl_conf {
     char *consumer;              /* consumer name in every group (owned; default host-pid) */
     int64_t command_timeout_ms;  /* per Redis command */
     int64_t transfer_timeout_ms; /* a transfer with no progress for this long fails */
+    int backlog_cap;             /* entries a peer may owe before it is marked for resync; 0 off */
+    int backlog_memory_cap;      /* % of Redis maxmemory that marks the largest backlog; 0 off */
+    int64_t trim_interval_ms;    /* trim, lag and backlog-cap round */
 
     /* process */
     char *log_level;    /* error|warn|info|debug (owned) */

@@ -33,9 +33,11 @@
  * Every claim_idle/4 (SETTLE_MIN_MS..SETTLE_MAX_MS): intents dead proxies left are settled
  * (settle.h), on the cq connection.
  *
- * Every TRIM_INTERVAL_MS: XINFO GROUPS, XPENDING (and XRANGE) per group, then XTRIM
+ * Every trim_interval: XINFO GROUPS, XPENDING (and XRANGE) per group, then XTRIM
  * s3tee:log MINID <the oldest id some group has not acknowledged>; the same round gives
- * each peer's lag. Every METRICS_INTERVAL_MS: metrics_file (JSON, written by rename).
+ * each peer's lag, and a peer past backlog_cap (or the largest backlog, when Redis is past
+ * backlog_memory_cap of its maxmemory) is marked for resync and its group restarted at the
+ * stream's end, so Redis stays bounded while a peer is away (BOUNDED QUEUE below). Every METRICS_INTERVAL_MS: metrics_file (JSON, written by rename).
  *
  * Stopping: no more reads; READY and BACKOFF entries are dropped (they stay pending in
  * Redis); transfers in flight get the grace time, then are cancelled.
@@ -69,7 +71,6 @@
 #define STREAM "s3tee:log"
 #define DEAD_STREAM "s3tee:dead"
 #define REDIS_RETRY_MS 1000       /* after a Redis error: retry the group, read, ack, XADD */
-#define TRIM_INTERVAL_MS 10000    /* trim and lag round */
 #define METRICS_INTERVAL_MS 5000  /* metrics_file snapshot */
 #define HEARTBEAT_CHUNK 256       /* ids per XCLAIM ... JUSTID */
 #define REDIS_WARN_EVERY_MS 10000 /* one Redis-trouble warning per peer this often */
@@ -156,6 +157,9 @@ struct rpeer {
     int64_t lag_ms;                        /* age of the oldest unacknowledged entry, -1 unknown */
     int64_t pending;                       /* the group's pending count, -1 unknown */
     int64_t warned_ms;                     /* last Redis-trouble warning */
+    int64_t backlog;                       /* pending + undelivered at the last trim, -1 unknown */
+    int64_t oldest_ms;                     /* time of its oldest unacknowledged entry, 0 none */
+    int64_t marked_ms;                     /* when this process marked it for resync, 0 never */
     int64_t unconnected_since;             /* PP_GROUP: Redis not connected since (mono ms) */
 };
 
@@ -1107,6 +1111,7 @@ on_claim_tick(evutil_socket_t fd, short what, void *arg)
 /* --- trimming and lag ----------------------------------------------------------------------- */
 
 static void trim_next(struct worker *w);
+static void backlog_check(struct worker *w);
 
 static void
 trim_end(struct worker *w)
@@ -1178,6 +1183,8 @@ trim_finish(struct worker *w)
                 p->pending = g->pending;
                 p->lag_ms =
                     g->has_oldest && now > (int64_t)g->oldest.ms ? now - (int64_t)g->oldest.ms : 0;
+                p->backlog = g->pending + (g->lag > 0 ? g->lag : 0);
+                p->oldest_ms = g->has_oldest ? (int64_t)g->oldest.ms : 0;
             }
         }
     }
@@ -1194,6 +1201,9 @@ trim_finish(struct worker *w)
         }
     }
     trim_end(w);
+    if (!w->stopping) {
+        backlog_check(w);
+    }
 }
 
 static void
@@ -1283,6 +1293,179 @@ trim_next(struct worker *w)
     }
     if (queue_command_argv(w->cq, 3, argv, len, on_trim_pending, w) != 0) {
         trim_end(w);
+    }
+}
+
+/* --- bounded queue: a peer too far behind is marked for resync -------------------------------- */
+
+/*
+ * DESIGN.md: "A peer whose backlog passes a cap is marked 'resync from T': its stream is
+ * trimmed, an alarm is raised, and local writes keep succeeding." One script, so the mark
+ * and the group's restart are one fact: a peer is never skipped without its mark. T only
+ * moves back (an earlier mark not yet cleared by a resync keeps its older T).
+ *   KEYS: s3tee:rebuild:<peer>, s3tee:log
+ *   ARGV: group, since_ms, now_ms, reason, marking site
+ */
+static const char backlog_mark_lua[] =
+    "local since = tonumber(ARGV[2])\n"
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "if cur then\n"
+    "  local ok, old = pcall(cjson.decode, cur)\n"
+    "  if ok and type(old) == 'table' and tonumber(old.since_ms) and tonumber(old.since_ms) < since then\n"
+    "    since = tonumber(old.since_ms)\n"
+    "  end\n"
+    "end\n"
+    "redis.call('SET', KEYS[1], cjson.encode({since_ms = since, marked_ms = tonumber(ARGV[3]),\n"
+    "  reason = ARGV[4], marked_by = ARGV[5]}))\n"
+    "pcall(redis.call, 'XGROUP', 'DESTROY', KEYS[2], ARGV[1])\n"
+    "redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[1], '$', 'MKSTREAM')\n"
+    "return since\n";
+
+struct backlog_mark {
+    struct worker *w;
+    size_t peer;        /* index in w->peers */
+    char reason[160];
+};
+
+static void
+on_backlog_marked(void *arg, const char *errstr, redisReply *r)
+{
+    struct backlog_mark *m = arg;
+    struct rpeer *p = &m->w->peers[m->peer];
+
+    if (m->w->destroying) {
+        free(m);
+        return;
+    }
+    if (errstr != NULL) {
+        log_warn("worker", "peer %s: could not mark it for resync (%s): %s", p->site->id,
+                 m->reason, errstr);
+    } else {
+        char since[TIMEUTIL_ISO_LEN];
+        long long since_ms = r != NULL && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+
+        timeutil_iso8601((int64_t)since_ms, since);
+        p->marked_ms = timeutil_now_ms();
+        log_error("worker", "ALARM peer %s marked for resync from %s: %s; its queue was dropped "
+                            "so Redis stays bounded (key s3tee:rebuild:%s); local writes go on. "
+                            "When it is back: s3tee resync --peer %s --bucket BUCKET",
+                  p->site->id, since, m->reason, p->site->id, p->site->id);
+    }
+    free(m);
+}
+
+static void
+backlog_mark(struct worker *w, size_t i, const char *reason)
+{
+    struct rpeer *p = &w->peers[i];
+    struct backlog_mark *m = xcalloc(1, sizeof(*m));
+    char key[128], since[24], now[24];
+    const char *argv[10];
+    size_t len[10], k;
+
+    m->w = w;
+    m->peer = i;
+    snprintf(m->reason, sizeof(m->reason), "%s", reason);
+    snprintf(key, sizeof(key), "s3tee:rebuild:%s", p->site->id);
+    snprintf(since, sizeof(since), "%lld",
+             (long long)(p->oldest_ms > 0 ? p->oldest_ms : timeutil_now_ms()));
+    snprintf(now, sizeof(now), "%lld", (long long)timeutil_now_ms());
+    argv[0] = "EVAL";
+    argv[1] = backlog_mark_lua;
+    argv[2] = "2";
+    argv[3] = key;
+    argv[4] = STREAM;
+    argv[5] = p->group;
+    argv[6] = since;
+    argv[7] = now;
+    argv[8] = m->reason;
+    argv[9] = w->cf->site_id;
+    for (k = 0; k < 10; k++) {
+        len[k] = strlen(argv[k]);
+    }
+    p->backlog = 0; /* not again before the next round has measured it afresh */
+    if (queue_command_argv(w->cq, 10, argv, len, on_backlog_marked, m) != 0) {
+        free(m);
+    }
+}
+
+/* "used_memory:123\r\n" in an INFO answer; -1 when absent. */
+static long long
+info_field(const char *info, size_t n, const char *name)
+{
+    size_t nl = strlen(name);
+    const char *p = info, *end = info + n;
+
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        size_t ll = eol ? (size_t)(eol - p) : (size_t)(end - p);
+
+        if (ll > nl && memcmp(p, name, nl) == 0 && p[nl] == ':') {
+            return strtoll(p + nl + 1, NULL, 10);
+        }
+        p += ll + 1;
+    }
+    return -1;
+}
+
+static void
+on_backlog_memory(void *arg, const char *errstr, redisReply *r)
+{
+    struct worker *w = arg;
+    long long used, max;
+    size_t i, worst = 0;
+    int64_t most = 0;
+    char reason[160];
+
+    if (w->destroying || w->stopping || errstr != NULL || r == NULL ||
+        r->type != REDIS_REPLY_STRING) {
+        return;
+    }
+    used = info_field(r->str, r->len, "used_memory");
+    max = info_field(r->str, r->len, "maxmemory");
+    if (used < 0 || max <= 0 || used * 100 <= max * (long long)w->cf->backlog_memory_cap) {
+        return;
+    }
+    for (i = 0; i < w->npeers; i++) {
+        if (w->peers[i].backlog > most) {
+            most = w->peers[i].backlog;
+            worst = i;
+        }
+    }
+    if (most == 0) {
+        log_warn("worker", "Redis uses %lld of maxmemory %lld bytes (over backlog_memory_cap "
+                           "%d%%), but no peer has a backlog to drop",
+                 used, max, w->cf->backlog_memory_cap);
+        return;
+    }
+    snprintf(reason, sizeof(reason), "Redis uses %lld%% of its maxmemory (backlog_memory_cap "
+                                     "%d%%) and this peer owes the most, %lld entries",
+             used * 100 / max, w->cf->backlog_memory_cap, (long long)most);
+    backlog_mark(w, worst, reason);
+}
+
+static void
+backlog_check(struct worker *w)
+{
+    size_t i;
+    char reason[160];
+
+    if (w->cf->backlog_cap > 0) {
+        for (i = 0; i < w->npeers; i++) {
+            if (w->peers[i].backlog > (int64_t)w->cf->backlog_cap) {
+                snprintf(reason, sizeof(reason), "it owes %lld entries, over backlog_cap %d",
+                         (long long)w->peers[i].backlog, w->cf->backlog_cap);
+                backlog_mark(w, i, reason);
+            }
+        }
+    }
+    if (w->cf->backlog_memory_cap > 0) {
+        const char *argv[2] = {"INFO", "memory"};
+        size_t len[2] = {4, 6};
+
+        if (queue_command_argv(w->cq, 2, argv, len, on_backlog_memory, w) != 0) {
+            /* shutting down */
+        }
     }
 }
 
@@ -1401,6 +1584,10 @@ write_metrics(struct worker *w)
                             p->pending < 0 ? json_null() : json_integer((json_int_t)p->pending));
         json_object_set_new(o, "lag_ms",
                             p->lag_ms < 0 ? json_null() : json_integer((json_int_t)p->lag_ms));
+        json_object_set_new(o, "backlog",
+                            p->backlog < 0 ? json_null() : json_integer((json_int_t)p->backlog));
+        json_object_set_new(o, "marked_for_resync_ms",
+                            p->marked_ms ? json_integer((json_int_t)p->marked_ms) : json_null());
         json_object_set_new(peers, p->site->id, o);
     }
     json_object_set_new(root, "peers", peers);
@@ -1473,6 +1660,7 @@ worker_create(struct event_base *evb, const struct repl_conf *cf)
         strcpy(p->claim_cursor, "0-0");
         p->retry_ev = evtimer_new(evb, on_peer_retry, p);
         p->lag_ms = -1;
+        p->backlog = -1;
         p->pending = -1;
         TAILQ_INIT(&p->held);
         TAILQ_INIT(&p->ready);
@@ -1496,7 +1684,7 @@ worker_start(struct worker *w)
         create_group(&w->peers[i]);
     }
     arm(w->claim_ev, w->cf->claim_idle_ms / 2 > 0 ? w->cf->claim_idle_ms / 2 : 1);
-    arm(w->trim_ev, TRIM_INTERVAL_MS);
+    arm(w->trim_ev, w->cf->trim_interval_ms);
     settle_start(w->settle);
     if (w->cf->metrics_file != NULL) {
         arm(w->metrics_ev, METRICS_INTERVAL_MS);
