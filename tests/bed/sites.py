@@ -222,6 +222,8 @@ class Deployment:
             creds = [f"site {p} {_site_key(p, i)[0]} {_site_key(p, i)[1]}" for p in others]
             creds += [f"peer {p} {_site_key(i, p)[0]} {_site_key(i, p)[1]}" for p in others]
             d = {"site_id": i, "site": site_lines, "redis": f"127.0.0.1:{redises[i].port}"}
+            if tls:
+                d["site_ca_file"] = tls.ca   # bucket-level operations reach the other sites
             d.update(self.proxy_directives)
             proxy = bed.Proxy(stores[i].url, store_key=(stores[i].access_key, stores[i].secret),
                               tls=tls or False, directives=d, extra_creds=creds,
