@@ -9,6 +9,8 @@ tests/bed/sites.py; Debian's boto3 1.26 as the client; site b's proxy stopped as
 outage (its replicator keeps running).
 """
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bed"))
+import bed  # noqa: E402
 import sites as sitesmod  # noqa: E402
 
 
@@ -89,6 +92,15 @@ def test_backlog_cap_marks_peer_and_trims(outage):
     keys = {o["Key"] for o in store_b.list_objects_v2(Bucket="bnd").get("Contents", [])}
     assert {f"after{i}" for i in range(10)} <= keys
     assert rebuild_mark(a, "b") is not None
+    # what the dropped queue held comes back by resync, the way the alarm says
+    env = dict(os.environ)
+    env.update(bed.SANITIZER_ENV)
+    p = subprocess.run([str(bed.build_dir() / "s3tee"), "resync", "-c", str(a.replicator.conf_path),
+                        "--bucket", "bnd", "--peer", "b"], capture_output=True, text=True,
+                       timeout=60, env=env)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    keys = {o["Key"] for o in store_b.list_objects_v2(Bucket="bnd").get("Contents", [])}
+    assert keys == {f"k{i:03d}" for i in range(100)} | {f"after{i}" for i in range(10)}
 
 
 def test_memory_cap_marks_largest_backlog(outage):
