@@ -294,6 +294,22 @@ set_error_log(void *obj, const struct conf_cmd *cmd, int argc, char **argv)
 static const struct conf_enum log_levels[] = {
     {"error", LOG_ERROR}, {"warn", LOG_WARN}, {"info", LOG_INFO}, {"debug", LOG_DEBUG}, {NULL, 0}};
 
+/* "resync_bucket NAME...", repeatable: the buckets scheduled resyncs cover. */
+static const char *
+set_resync_bucket(void *obj, const struct conf_cmd *cmd, int argc, char **argv)
+{
+    struct repl_conf *cf = obj;
+    int i;
+
+    (void)cmd;
+    for (i = 0; i < argc; i++) {
+        cf->resync_buckets = xrealloc(cf->resync_buckets,
+                                      (cf->nresync_buckets + 1) * sizeof(cf->resync_buckets[0]));
+        cf->resync_buckets[cf->nresync_buckets++] = xstrdup(argv[i]);
+    }
+    return NULL;
+}
+
 /* --- the table ---------------------------------------------------------------------------- */
 
 /* clang-format off */
@@ -335,6 +351,14 @@ static const struct conf_cmd repl_conf_cmds[] = {
              .max = 100),
     CONF_CMD("trim_interval", conf_set_duration, F(trim_interval_ms), .def = "10s", .min = 100,
              .max = DAY),
+
+    /* anti-entropy (replicator/resched.c runs tools/resync.c) */
+    CONF_CMD("resync_interval", conf_set_duration, F(resync_interval_ms), .def = "0", .min = 0,
+             .max = 365 * DAY),
+    CONF_CMD("resync_bucket", set_resync_bucket, 0, .flags = CONF_REPEATABLE, .min_args = 1,
+             .max_args = -1),
+    CONF_CMD("resync_proxy", conf_set_string, F(resync_proxy)),
+    CONF_CMD("resync_command", conf_set_string, F(resync_command)),
 
     /* process */
     CONF_CMD("log_level", conf_set_enum_name, F(log_level), .def = "info", .choices = log_levels),
@@ -502,6 +526,12 @@ repl_conf_free(struct repl_conf *cf)
     free(cf->error_log);
     free(cf->pid_file);
     free(cf->metrics_file);
+    for (i = 0; i < cf->nresync_buckets; i++) {
+        free(cf->resync_buckets[i]);
+    }
+    free(cf->resync_buckets);
+    free(cf->resync_proxy);
+    free(cf->resync_command);
     free(cf);
 }
 

@@ -60,6 +60,13 @@ struct repl_conf {
     int backlog_memory_cap;      /* % of Redis maxmemory that marks the largest backlog; 0 off */
     int64_t trim_interval_ms;    /* trim, lag and backlog-cap round */
 
+    /* anti-entropy */
+    int64_t resync_interval_ms; /* run resync with every peer this often; 0 = only on rebuild */
+    char **resync_buckets;      /* buckets resync covers (owned) */
+    size_t nresync_buckets;     /* entries in resync_buckets */
+    char *resync_proxy;         /* this site's proxy, for pulls; NULL = push only (owned) */
+    char *resync_command;       /* the s3tee binary; NULL = beside this one (owned) */
+
     /* process */
     char *log_level;    /* error|warn|info|debug (owned) */
     char *error_log;    /* "stderr" or a path (owned) */

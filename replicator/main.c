@@ -20,6 +20,7 @@
 
 #include "common/log.h"
 #include "replicator/conf.h"
+#include "replicator/resched.h"
 #include "replicator/sites.h"
 #include "replicator/worker.h"
 #include "signing/creds.h"
@@ -31,6 +32,7 @@ struct app {
     struct event_base *evb; /* the loop */
     struct repl_conf *cf;   /* configuration */
     struct worker *w;       /* the consumer */
+    struct resched *rs;     /* scheduled / rebuild resyncs, NULL when none configured */
     int signals;            /* SIGTERM/SIGINT received so far */
 };
 
@@ -195,7 +197,9 @@ main(int argc, char **argv)
     log_info("main", "s3tee-replicator %s: site %s, consumer %s, store %s, %zu peers",
              S3TEE_VERSION, app.cf->site_id, app.cf->consumer, app.cf->upstream, app.cf->npeers);
     worker_start(app.w);
+    app.rs = resched_create(app.evb, app.cf);
     event_base_dispatch(app.evb);
+    resched_destroy(app.rs);
     worker_destroy(app.w);
     for (i = 0; i < 3; i++) {
         event_free(sigs[i]);
