@@ -89,6 +89,7 @@ TEST_LIBS_signing    := $(LIB_signing) $(LIB_common)
 TEST_LIBS_queue      := $(LIB_queue) $(LIB_signing) $(LIB_common)
 TEST_LIBS_proxy      := $(LIB_queue) $(LIB_signing) $(LIB_common)
 TEST_LIBS_replicator := $(LIB_queue) $(LIB_signing) $(LIB_common)
+TEST_LIBS_tools      := $(LIB_replicator) $(LIB_queue) $(LIB_signing) $(LIB_common)
 .SECONDEXPANSION:
 $(BUILD)/tests/unit/%: tests/unit/%.c tests/unit/test.h $$(TEST_LIBS_$$(firstword $$(subst /, ,$$*)))
 	@mkdir -p $(dir $@)
