@@ -23,19 +23,22 @@ import sites as sitesmod  # noqa: E402
 from test_60_replication import client, get_bytes, missing, store_client  # noqa: E402
 
 
+def add_site_keys(d, s):
+    """The tool reads the replicator's configuration; pulls also need the peer's site key
+    here, which the proxy's credentials hold (`site P ...`)."""
+    with open(s.replicator.creds_path, "a") as f:
+        for p in d.ids:
+            if p != s.id:
+                ak, sk = sitesmod._site_key(p, s.id)
+                f.write(f"site {p} {ak} {sk}\n")
+
+
 @pytest.fixture(scope="module")
 def two_sites():
     d = sitesmod.Deployment(["a", "b"], start_replicators=False).start()
     for s in d.sites.values():
-        # the tool reads the replicator's configuration; pulls also need the peer's site
-        # key here, which the proxy's credentials hold (`site P ...`)
-        r = s.replicator
-        r.write_files()
-        others = [p for p in d.ids if p != s.id]
-        with open(r.creds_path, "a") as f:
-            for p in others:
-                ak, sk = sitesmod._site_key(p, s.id)
-                f.write(f"site {p} {ak} {sk}\n")
+        s.replicator.write_files()
+        add_site_keys(d, s)
     yield d
     d.stop()
 
@@ -212,3 +215,39 @@ def test_join_site_with_unstamped_data(two_sites, rbucket):
     assert h["ContentType"] == "text/x-b" and h["Metadata"]["owner"] == "b"
     rc, rep, summ, _ = resync(d, "a", "b", rbucket, check=0)
     assert rep == []
+
+
+def test_replicator_resyncs_a_peer_marked_for_rebuild_and_on_schedule(two_sites, rbucket):
+    d = two_sites
+    a, b = client(d["a"].proxy.url), client(d["b"].proxy.url)
+    for i in range(5):
+        a.put_object(Bucket=rbucket, Key=f"rb/{i}", Body=b"rebuild %d" % i)
+    # the queue for b is gone (trimmed past a cap, say): only resync can bring b back
+    d["a"].redis.command("DEL", "s3tee:log")
+    d["a"].redis.command("SET", "s3tee:rebuild:b", "1")
+    r = d["a"].replicator
+    r.directives.update({"resync_bucket": rbucket, "resync_proxy": d["a"].proxy.url,
+                         "resync_interval": "2s",
+                         "resync_command": str(bed.build_dir() / "s3tee")})
+    r.start()
+    try:
+        add_site_keys(d, d["a"])  # start() wrote the credentials again
+        deadline = time.time() + 20
+        while time.time() < deadline and d["a"].redis.command("EXISTS", "s3tee:rebuild:b") \
+                not in (0, b"0"):
+            time.sleep(0.1)
+        assert d["a"].redis.command("EXISTS", "s3tee:rebuild:b") in (0, b"0"), \
+            Path(r.stderr_path).read_text()[-3000:]
+        assert listing(d["b"], rbucket) == listing(d["a"], rbucket)
+        assert len(listing(d["b"], rbucket)) == 5
+        log = Path(r.error_log).read_text()
+        assert "started rebuild resync with peer b for bucket=" + rbucket in log
+        # on schedule: a write at b (whose replicator is not running) is pulled to a
+        b.put_object(Bucket=rbucket, Key="rb/from-b", Body=b"scheduled")
+        deadline = time.time() + 20
+        while time.time() < deadline and "rb/from-b" not in listing(d["a"], rbucket):
+            time.sleep(0.2)
+        assert get_bytes(store_client(d["a"]), rbucket, "rb/from-b") == b"scheduled"
+        assert "started scheduled resync with peer b" in Path(r.error_log).read_text()
+    finally:
+        r.stop()
