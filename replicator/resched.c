@@ -5,8 +5,9 @@
  *     child running?  waitpid(WNOHANG): still running -> wait; exited -> note, next bucket
  *     a run set (one peer, every resync_bucket) in progress? -> start its next bucket,
  *         or finish it: rebuild set that all exited 0 -> DEL s3tee:rebuild:<peer>
+ *         (if it still holds the value the set started from)
  *     idle -> a peer marked for rebuild (last EXISTS said so) or due by the interval
- *         -> start its set; then ask Redis again (EXISTS s3tee:rebuild:<peer>, async)
+ *         -> start its set; then ask Redis again (GET s3tee:rebuild:<peer>, async)
  *
  * The child's stdout (one JSON line per repaired key, then the summary) and stderr go to
  * the replicator's stderr.
@@ -39,8 +40,8 @@
 struct rpeer_sched {
     int64_t next_due_ms;     /* monotonic time of the next scheduled set (interval > 0) */
     int64_t retry_at_ms;     /* a failed rebuild is not retried before this */
-    unsigned marked : 1;     /* s3tee:rebuild:<peer> existed at the last look */
-    unsigned asking : 1;     /* EXISTS in flight */
+    char *mark;              /* s3tee:rebuild:<peer> at the last look, NULL none (owned) */
+    unsigned asking : 1;     /* GET in flight */
 };
 
 struct resched {
@@ -55,16 +56,26 @@ struct resched {
     size_t next_bucket;          /* next bucket of that set */
     int set_rebuild;             /* the set was started by a rebuild mark */
     int set_failed;              /* a run of the set did not exit 0 */
+    char *set_mark;              /* rebuild set: the mark it answers (owned) */
 };
 
+/* Deletes the mark only if it is still the one the set answered: a peer marked again
+ * while the set ran (more writes it missed) keeps its new mark. */
+static const char unmark_lua[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+                                 "  return redis.call('DEL', KEYS[1])\n"
+                                 "end\n"
+                                 "return 0\n";
+
 static void
-on_exists(void *arg, const char *errstr, struct redisReply *reply)
+on_mark(void *arg, const char *errstr, struct redisReply *reply)
 {
     struct rpeer_sched *p = arg;
 
     p->asking = 0;
-    if (errstr == NULL && reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
-        p->marked = reply->integer > 0;
+    if (errstr == NULL && reply != NULL) {
+        free(p->mark);
+        p->mark = reply->type == REDIS_REPLY_STRING ? xstrndup(reply->str, (size_t)reply->len)
+                                                    : NULL;
     }
 }
 
@@ -76,14 +87,14 @@ ask_marks(struct resched *r)
     for (i = 0; i < r->cf->npeers; i++) {
         struct rpeer_sched *p = &r->peers[i];
         char key[128];
-        const char *argv[2] = {"EXISTS", key};
-        size_t argvlen[2] = {6, 0};
+        const char *argv[2] = {"GET", key};
+        size_t argvlen[2] = {3, 0};
 
         if (p->asking) {
             continue;
         }
         argvlen[1] = (size_t)snprintf(key, sizeof(key), "s3tee:rebuild:%s", r->cf->peers[i].id);
-        if (queue_command_argv(r->q, 2, argv, argvlen, on_exists, p) == 0) {
+        if (queue_command_argv(r->q, 2, argv, argvlen, on_mark, p) == 0) {
             p->asking = 1;
         }
     }
@@ -141,12 +152,13 @@ finish_set(struct resched *r, int64_t now)
     }
     if (r->set_rebuild && !r->set_failed) {
         char key[128];
-        const char *argv[2] = {"DEL", key};
-        size_t argvlen[2] = {3, 0};
+        const char *argv[5] = {"EVAL", unmark_lua, "1", key, r->set_mark};
+        size_t argvlen[5] = {4, strlen(unmark_lua), 1, 0, strlen(r->set_mark)};
 
-        argvlen[1] = (size_t)snprintf(key, sizeof(key), "s3tee:rebuild:%s", peer);
-        queue_command_argv(r->q, 2, argv, argvlen, NULL, NULL);
-        p->marked = 0;
+        argvlen[3] = (size_t)snprintf(key, sizeof(key), "s3tee:rebuild:%s", peer);
+        queue_command_argv(r->q, 5, argv, argvlen, NULL, NULL);
+        free(p->mark);
+        p->mark = NULL; /* asked again on the next tick */
         log_info("resync", "peer %s rebuilt: every bucket converged; rebuild mark removed", peer);
     } else if (r->set_rebuild) {
         p->retry_at_ms = now + RESCHED_RETRY_MS;
@@ -154,6 +166,8 @@ finish_set(struct resched *r, int64_t now)
                  RESCHED_RETRY_MS / 1000);
     }
     r->set_peer = -1;
+    free(r->set_mark);
+    r->set_mark = NULL;
 }
 
 static void
@@ -198,13 +212,14 @@ on_tick(evutil_socket_t fd, short what, void *arg)
     }
     for (i = 0; i < r->cf->npeers; i++) {
         struct rpeer_sched *p = &r->peers[i];
-        int rebuild = p->marked && now >= p->retry_at_ms;
+        int rebuild = p->mark != NULL && now >= p->retry_at_ms;
 
         if (rebuild || (r->cf->resync_interval_ms > 0 && now >= p->next_due_ms)) {
             r->set_peer = (long)i;
             r->next_bucket = 0;
             r->set_rebuild = rebuild;
             r->set_failed = 0;
+            r->set_mark = rebuild ? xstrdup(p->mark) : NULL;
             if (spawn(r) != 0) {
                 r->set_failed = 1;
                 finish_set(r, now);
@@ -270,6 +285,8 @@ resched_create(struct event_base *evb, const struct repl_conf *cf)
 void
 resched_destroy(struct resched *r)
 {
+    size_t i;
+
     if (r == NULL) {
         return;
     }
@@ -279,8 +296,12 @@ resched_destroy(struct resched *r)
         waitpid(r->child, NULL, 0);
     }
     event_free(r->tick);
-    queue_destroy(r->q); /* fails EXISTS in flight: on_exists only touches r->peers */
+    queue_destroy(r->q); /* fails a GET in flight: on_mark only touches r->peers */
+    for (i = 0; i < r->cf->npeers; i++) {
+        free(r->peers[i].mark);
+    }
     free(r->peers);
+    free(r->set_mark);
     free(r->command);
     free(r);
 }
