@@ -478,6 +478,8 @@ static const struct conf_cmd proxy_conf_cmds[] = {
              .def = "1m", .min = 64 * KB, .max = 1 * GB),
     CONF_CMD("h2_max_concurrent_streams", conf_set_int, F(h2_max_concurrent_streams),
              .def = "100", .min = 1, .max = 10000),
+    CONF_CMD("max_xml_body", conf_set_size, F(max_xml_body),
+             .def = "4m", .min = 64 * KB, .max = 1 * GB),
     CONF_CMD("h2_max_resets_per_second", conf_set_int, F(h2_max_resets_per_second),
              .def = "100", .min = 1, .max = 1000000),
     CONF_CMD("h2_max_resets_per_minute", conf_set_int, F(h2_max_resets_per_minute),

@@ -61,6 +61,7 @@ struct proxy_conf {
     int64_t client_send_timeout_ms;   /* longest gap between response writes */
     int64_t max_inflight_body;      /* per-request bytes buffered between client and store */
     int h2_max_concurrent_streams;  /* SETTINGS_MAX_CONCURRENT_STREAMS */
+    int64_t max_xml_body;           /* DeleteObjects / CompleteMultipartUpload request body */
     int h2_max_resets_per_second;   /* stream resets (received or provoked) before GOAWAY */
     int h2_max_resets_per_minute;   /*   ENHANCE_YOUR_CALM: rapid reset, made-you-reset */
     int h2_max_pending_acks;        /* SETTINGS/PING ACKs queued before the peer is a flooder */

@@ -64,6 +64,9 @@ s3err_default_message(enum s3err e)
     case S3ERR_REQUEST_TIMEOUT:
         return "Your socket connection to the server was not read from or written to within "
                "the timeout period.";
+    case S3ERR_MALFORMED_XML:
+        return "The XML you provided was not well-formed or did not validate against our "
+               "published schema.";
     case S3ERR_INTERNAL_ERROR:
         return "We encountered an internal error. Please try again.";
     default:

@@ -24,6 +24,7 @@
     X(HEADERS_TOO_LARGE, 400, "RequestHeaderSectionTooLarge")                                      \
     X(MISSING_CONTENT_LENGTH, 411, "MissingContentLength")                                         \
     X(ENTITY_TOO_LARGE, 400, "EntityTooLarge")                                                     \
+    X(MALFORMED_XML, 400, "MalformedXML")                                                          \
     X(URI_TOO_LONG, 414, "RequestURITooLong")                                                      \
     X(METHOD_NOT_ALLOWED, 405, "MethodNotAllowed")                                                 \
     X(OPERATION_ABORTED, 409, "OperationAborted")                                                  \
