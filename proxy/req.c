@@ -38,6 +38,7 @@
 #include "proxy/upsign.h"
 #include "common/upstream.h"
 #include "proxy/worker.h"
+#include "proxy/xmlguard.h"
 #include "queue/queue.h"
 
 #include <hiredis/hiredis.h>
@@ -117,6 +118,7 @@ struct req {
     int64_t lease_deadline_ms;        /* stop waiting for a busy key (then 503) */
     struct event *retry_timer;        /* re-tries a busy lease (owned) */
     struct evbuffer *capture;         /* small request body kept for parsing (tagging XML) */
+    struct xmlguard *xml;             /* DeleteObjects / Complete body bounds (pool), or NULL */
     char *tags;                       /* URL-encoded tag set to record, NULL when none */
     char *tags_override;              /* replica PUT: the newer tags to store instead (pool) */
     struct evbuffer *held;            /* store response body held until the commit (owned) */
@@ -2178,6 +2180,8 @@ bucket_fan_after_store(struct req *r)
 
 /* ---- front end entry points ------------------------------------------------------------------ */
 
+static int xml_guard_start(struct req *r);
+
 void
 req_start(struct req *r, const struct req_start_args *a)
 {
@@ -2220,6 +2224,11 @@ req_start(struct req *r, const struct req_start_args *a)
     }
     signed_request = authenticate(r, &ao);
     if (signed_request < 0 || setup_body(r, &ao, signed_request) != 0 || repl_decide(r) != 0) {
+        req_maybe_free(r);
+        return;
+    }
+    if ((r->addr.op == S3_OP_DELETE_OBJECTS || r->addr.op == S3_OP_COMPLETE_MULTIPART) &&
+        r->has_body && xml_guard_start(r) != 0) {
         req_maybe_free(r);
         return;
     }
@@ -2402,6 +2411,36 @@ credit_client(struct req *r)
     }
 }
 
+/* The XML body broke a bound (xmlguard.h): 400, and the store transfer is cancelled. */
+static void
+xml_refused(struct req *r)
+{
+    enum s3err e = r->xml->verdict == XMLGUARD_TOO_LARGE ? S3ERR_ENTITY_TOO_LARGE
+                                                         : S3ERR_MALFORMED_XML;
+
+    log_info("req", "%s %s body refused bucket=%.*s key=%.*s: %s", r->id,
+             s3_op_name(r->addr.op), SLICE_ARGS(r->addr.bucket), SLICE_ARGS(r->addr.key),
+             r->xml->errstr);
+    fail(r, e, r->xml->errstr);
+}
+
+/* DeleteObjects and CompleteMultipartUpload: bounds checked as the body streams. */
+static int
+xml_guard_start(struct req *r)
+{
+    int del = r->addr.op == S3_OP_DELETE_OBJECTS;
+
+    r->xml = pool_alloc(&r->pool, sizeof(*r->xml));
+    xmlguard_init(r->xml, r->cf->max_xml_body, del ? "Object" : "Part", del ? 1000 : 10000);
+    if (r->up_length > r->cf->max_xml_body) {
+        r->xml->verdict = XMLGUARD_TOO_LARGE;
+        r->xml->errstr = "Your XML request body is larger than the proxy accepts (max_xml_body).";
+        xml_refused(r);
+        return -1;
+    }
+    return 0;
+}
+
 static int
 add_payload(struct req *r, const char *p, size_t n)
 {
@@ -2411,6 +2450,10 @@ add_payload(struct req *r, const char *p, size_t n)
     r->decoded += (int64_t)n;
     if (r->up_length >= 0 && r->decoded > r->up_length) {
         fail(r, S3ERR_INCOMPLETE_BODY, "The request body is longer than its declared length.");
+        return -1;
+    }
+    if (r->xml != NULL && xmlguard_feed(r->xml, p, n) != XMLGUARD_OK) {
+        xml_refused(r);
         return -1;
     }
     if (r->sha != NULL) {
@@ -2510,6 +2553,11 @@ req_body_end(struct req *r)
     }
     if (r->up_length >= 0 && r->decoded != r->up_length) {
         fail(r, S3ERR_INCOMPLETE_BODY, NULL);
+        req_maybe_free(r);
+        return;
+    }
+    if (r->xml != NULL && xmlguard_end(r->xml) != XMLGUARD_OK) {
+        xml_refused(r);
         req_maybe_free(r);
         return;
     }
