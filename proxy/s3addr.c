@@ -8,6 +8,7 @@
 #include "signing/uri.h"
 
 #define S3ADDR_KEY_MAX 1024   /* AWS's limit on a key's UTF-8 bytes */
+#define S3ADDR_PART_MAX 10000 /* AWS's highest part number (RGW takes any, 0 too) */
 #define S3ADDR_BUCKET_MAX 255 /* legacy (RGW) limit; AWS's current one is 63 */
 #define S3ADDR_BUCKET_MIN 3
 
@@ -435,6 +436,15 @@ s3addr_parse(struct pool *p, struct slice method, struct slice target, struct sl
         out->op = bucket_op(method, out);
     } else {
         out->op = object_op(method, out, flags);
+    }
+    if (out->op == S3_OP_UPLOAD_PART || out->op == S3_OP_UPLOAD_PART_COPY) {
+        const struct s3_param *pn = s3addr_param(out, "partNumber");
+        uint64_t n;
+
+        if (pn == NULL || slice_to_u64(pn->value, &n) != 0 || n < 1 || n > S3ADDR_PART_MAX) {
+            return fail(err_code, err_msg, "InvalidArgument",
+                        "Part number must be an integer between 1 and 10000, inclusive");
+        }
     }
     return PX_OK;
 }

@@ -12,6 +12,8 @@
  *                     and replicate)
  *   InvalidBucketName bucket name outside the accepted set (see below)
  *   KeyTooLongError   key above 1024 bytes once decoded
+ *   InvalidArgument   UploadPart / UploadPartCopy whose partNumber is not 1 to 10000 (AWS's
+ *                     range; RGW would store part 0 or 10001)
  * Requests whose method and sub-resources name no operation we know are not errors: they
  * parse with op S3_OP_UNKNOWN, and the caller decides (s3_op_is_mutation() is 0 for them).
  */

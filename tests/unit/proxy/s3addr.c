@@ -468,6 +468,33 @@ static const struct op_case op_cases[] = {
 };
 
 static void
+test_part_numbers(void)
+{
+    static const char *const bad[] = {"0", "10001", "-1", "+1", "1x", "", "99999999999999999999"};
+    struct s3_addr a;
+    size_t i;
+    char target[128];
+
+    ok(addr("PUT", "/bkt/k?partNumber=1&uploadId=u", &a) == PX_OK && a.op == S3_OP_UPLOAD_PART,
+       "part 1");
+    ok(addr("PUT", "/bkt/k?partNumber=10000&uploadId=u", &a) == PX_OK &&
+           a.op == S3_OP_UPLOAD_PART,
+       "part 10000");
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(target, sizeof(target), "/bkt/k?partNumber=%s&uploadId=u", bad[i]);
+        refused_with("PUT", target, "s3.example.com", "InvalidArgument", target);
+    }
+    {
+        int rc = addr_flags("PUT", "/bkt/k?partNumber=10001&uploadId=u", "s3.example.com",
+                            S3ADDR_COPY_SOURCE, &a);
+
+        ok(rc == PX_EINVAL && strcmp(last_code, "InvalidArgument") == 0,
+           "UploadPartCopy to part 10001");
+    }
+    ok(addr("GET", "/bkt/k?partNumber=10001", &a) == PX_OK, "GetObject ?partNumber: not ours");
+}
+
+static void
 test_ops(void)
 {
     size_t i;
@@ -549,6 +576,7 @@ main(void)
     test_bucket_names();
     test_vhost();
     test_query();
+    test_part_numbers();
     test_ops();
     test_op_names();
     pool_deinit(&pool);
