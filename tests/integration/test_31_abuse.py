@@ -217,8 +217,8 @@ def test_10000_idle_connections(make_proxy, pbucket):
 # keys
 
 def test_key_of_1024_bytes_and_1025(make_proxy, pbucket, store_s3):
-    """A key of exactly 1,024 bytes (UTF-8, multi-byte characters included) is stored and
-    read back; 1,025 bytes is 400 KeyTooLongError, on PUT, GET and a multipart start, and
+    """A key of exactly 1,024 bytes (UTF-8, multi-byte characters included) is stored,
+    read back and deleted by DeleteObjects; 1,025 bytes is 400 KeyTooLongError, on PUT, GET and a multipart start, and
     nothing reaches the store."""
     p = make_proxy(clients=[(*CLIENT, "*")])
     c = client(p)
@@ -236,8 +236,11 @@ def test_key_of_1024_bytes_and_1025(make_proxy, pbucket, store_s3):
             r = c.request(method, awsv4.key_path(pbucket, k1025) + query, body=data)
             assert_error(r, 400, "KeyTooLongError")
     assert store_s3.get_object(Bucket=pbucket, Key=k1024)["Body"].read() == body
-    keys = [o["Key"] for o in store_s3.list_objects_v2(Bucket=pbucket).get("Contents", [])]
-    assert sorted(keys) == sorted(["probe", k1024])
+    assert stored_keys(store_s3, pbucket) == {"probe", k1024}
+    xml = delete_xml([k1024])
+    r = c.request("POST", f"/{pbucket}?delete", body=xml, headers=md5_header(xml))
+    assert r.status == 200 and r.body.count(b"<Deleted>") == 1, r
+    assert stored_keys(store_s3, pbucket) == {"probe"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -614,3 +617,119 @@ def test_h2_hpack_bomb(make_proxy, pbucket):
     h.close()
     grown = p.rss_peak_kb() - peak0
     assert grown < 4 * 1024, f"the proxy's peak grew by {grown} kB"
+
+
+# ---------------------------------------------------------------------------------------
+# S3 request bodies and numbers: DeleteObjects, CompleteMultipartUpload, part numbers
+
+def delete_xml(keys):
+    from xml.sax.saxutils import escape
+    return (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Delete>"
+            + b"".join(b"<Object><Key>%s</Key></Object>" % escape(k).encode() for k in keys)
+            + b"</Delete>")
+
+
+def md5_header(body):
+    import base64
+    import hashlib
+    return [("content-md5", base64.b64encode(hashlib.md5(body).digest()).decode())]
+
+
+def stored_keys(store_s3, bucket):
+    return {o["Key"] for page in store_s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket) for o in page.get("Contents", [])}
+
+
+@pytest.mark.timeout(120)
+def test_delete_objects_1000_and_1001(make_proxy, pbucket, store_s3):
+    """DeleteObjects with 1,000 keys deletes them all; 1,001 keys is 400 MalformedXML (as
+    from AWS; RGW would answer a bare 400) and deletes nothing; a well-behaved client is
+    served meanwhile. (Keys of 200 bytes: RGW refuses XML bodies over 1 MiB, its
+    rgw_max_put_param_size, with 416 InvalidRange, so 1,000 keys of 1,024 bytes need that
+    raised at the store; test_key_of_1024_bytes_and_1025 deletes a 1,024-byte key.)"""
+    p = make_proxy(clients=[(*CLIENT, "*")])
+    c = client(p)
+    keys = [f"d/{i:04d}-" + "k" * 193 for i in range(1001)]
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda k: store_s3.put_object(Bucket=pbucket, Key=k, Body=b"x"), keys))
+    with Served(p, pbucket):
+        body = delete_xml(keys)
+        r = c.request("POST", f"/{pbucket}?delete", body=body, headers=md5_header(body))
+        assert_error(r, 400, "MalformedXML")
+        assert stored_keys(store_s3, pbucket) == {"probe", *keys}
+        body = delete_xml(keys[:1000])
+        r = c.request("POST", f"/{pbucket}?delete", body=body, headers=md5_header(body))
+        assert r.status == 200, r
+        assert r.body.count(b"<Deleted>") == 1000, r.body[:300]
+    assert stored_keys(store_s3, pbucket) == {"probe", keys[1000]}
+
+
+@pytest.mark.parametrize("op", ["delete", "complete"])
+def test_xml_bodies_huge_or_deep(make_proxy, pbucket, store_s3, op):
+    """DeleteObjects and CompleteMultipartUpload bodies that are too large (max_xml_body
+    256k: by Content-Length at once, and by counting when aws-chunked hides the size)
+    get 400 EntityTooLarge; nested 30,000 deep, 400 MalformedXML. Nothing is deleted or
+    completed, the proxy does not grow, a well-behaved client is served meanwhile."""
+    p = make_proxy(clients=[(*CLIENT, "*")], max_xml_body="256k")
+    c = client(p)
+    store_s3.put_object(Bucket=pbucket, Key="keep", Body=b"kept")
+    if op == "delete":
+        target = f"/{pbucket}?delete"
+    else:
+        upload = store_s3.create_multipart_upload(Bucket=pbucket, Key="mpu")["UploadId"]
+        store_s3.upload_part(Bucket=pbucket, Key="mpu", UploadId=upload, PartNumber=1,
+                             Body=b"part")
+        target = f"/{pbucket}/mpu?uploadId={upload}"
+    root = b"Delete" if op == "delete" else b"CompleteMultipartUpload"
+    entry = b"<Object><Key>keep</Key></Object>" if op == "delete" else \
+        b"<Part><PartNumber>1</PartNumber><ETag>x</ETag></Part>"
+    filler = b"<%s>" % root + b" " * (300 * 1024) + entry + b"</%s>" % root
+    deep = b"<%s>" % root + b"<a>" * 30000 + b"</a>" * 30000 + entry + b"</%s>" % root
+    peak0 = p.rss_peak_kb()
+    with Served(p, pbucket):
+        r = c.request("POST", target, body=filler, headers=md5_header(filler))
+        assert_error(r, 400, "EntityTooLarge")
+        signed = c.sign("POST", target, md5_header(filler) + [
+            ("x-amz-decoded-content-length", str(len(filler)))],
+            payload=awsv4.STREAMING_SIGNED)
+        chunked = awsv4.aws_chunked_signed(signed, filler, 64 * 1024)
+        conn = c.connect()
+        r = c.send_raw(build("POST", target, signed.headers + [
+            ("content-length", str(len(chunked)))], chunked), "POST", conn=conn)
+        assert_error(r, 400, "EntityTooLarge")
+        conn.close()
+        r = c.request("POST", target, body=deep, headers=md5_header(deep))
+        assert_error(r, 400, "MalformedXML")
+        assert b"nested too deeply" in r.body, r.body
+    assert p.rss_peak_kb() - peak0 < 8 * 1024
+    assert store_s3.get_object(Bucket=pbucket, Key="keep")["Body"].read() == b"kept"
+    if op == "complete":
+        parts = store_s3.list_parts(Bucket=pbucket, Key="mpu", UploadId=upload)["Parts"]
+        assert [x["PartNumber"] for x in parts] == [1]
+        store_s3.abort_multipart_upload(Bucket=pbucket, Key="mpu", UploadId=upload)
+    e = logscan.wait_access(p, lambda e: e.get("error") == "MalformedXML")
+    assert e["status"] == 400
+
+
+def test_part_number_range(make_proxy, pbucket, store_s3):
+    """UploadPart numbers 1 and 10,000 are stored; 0 and 10,001 are 400 InvalidArgument as
+    from AWS (RGW would store them), on UploadPart and UploadPartCopy."""
+    p = make_proxy(clients=[(*CLIENT, "*")])
+    c = client(p)
+    upload = store_s3.create_multipart_upload(Bucket=pbucket, Key="mpu")["UploadId"]
+    with Served(p, pbucket):
+        for n, status in ((1, 200), (10000, 200), (0, 400), (10001, 400)):
+            r = c.request("PUT", f"/{pbucket}/mpu?partNumber={n}&uploadId={upload}",
+                          body=b"part %d" % n)
+            if status == 400:
+                assert_error(r, 400, "InvalidArgument")
+                assert b"between 1 and 10000" in r.body, r.body
+            else:
+                assert r.status == 200, r
+        r = c.request("PUT", f"/{pbucket}/mpu?partNumber=10001&uploadId={upload}",
+                      headers=[("x-amz-copy-source", f"/{pbucket}/probe")])
+        assert_error(r, 400, "InvalidArgument")
+    parts = store_s3.list_parts(Bucket=pbucket, Key="mpu", UploadId=upload)["Parts"]
+    assert [x["PartNumber"] for x in parts] == [1, 10000]
+    store_s3.abort_multipart_upload(Bucket=pbucket, Key="mpu", UploadId=upload)
