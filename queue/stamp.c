@@ -131,6 +131,9 @@ vv_parse(struct slice text, struct vv *out)
         if (!stamp_site_valid(site) || slice_to_u64(num, &counter) != 0 || out->n == VV_MAX_SITES) {
             return -1;
         }
+        if (num.len > 1 && num.ptr[0] == '0') {
+            return -1; /* "a=07": one vector, one text (vv_format never writes it) */
+        }
         if (out->n > 0 && slice_cmp(slice_cstr(out->e[out->n - 1].site), site) >= 0) {
             return -1; /* unsorted or duplicate */
         }

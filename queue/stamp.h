@@ -45,7 +45,8 @@ struct vv {
 
 enum vv_order { VV_EQUAL = 0, VV_BEFORE, VV_AFTER, VV_CONCURRENT };
 
-/* "a=3;b=5" (empty = no writes) -> vv; 0 or -1 (bad syntax, unsorted, duplicate, too many). */
+/* "a=3;b=5" (empty = no writes) -> vv; 0 or -1 (bad syntax, a counter with a leading zero,
+ * unsorted, duplicate, too many). */
 int vv_parse(struct slice text, struct vv *out);
 size_t vv_format(const struct vv *v, char *out);            /* OUT holds VV_TEXT_MAX */
 /* How A relates to B: BEFORE = A happened before B (B dominates). */

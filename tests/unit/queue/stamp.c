@@ -137,6 +137,8 @@ main(void)
     ok_str(vv_round("a=1;a=2", buf), "<error>", "duplicate refused");
     ok_str(vv_round("a=1;", buf), "<error>", "trailing ';' refused");
     ok_str(vv_round(";a=1", buf), "<error>", "leading ';' refused");
+    ok_str(vv_round("a=01", buf), "<error>", "counter with a leading zero refused");
+    ok_str(vv_round("a=0;b=10", buf), "a=0;b=10", "counters 0 and 10 accepted");
     ok_str(vv_round("a=1;;b=1", buf), "<error>", "empty entry refused");
     ok_str(vv_round("a=", buf), "<error>", "missing counter refused");
     ok_str(vv_round("=1", buf), "<error>", "missing site refused");
