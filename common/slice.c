@@ -138,3 +138,52 @@ ct_equal(const void *a, size_t alen, const void *b, size_t blen)
     }
     return diff == 0;
 }
+
+size_t
+slice_xml_charref(struct slice s, char *out, size_t *outlen)
+{
+    size_t i, digits = 0;
+    int hex;
+    uint32_t c = 0;
+
+    if (s.len < 4 || s.ptr[0] != '&' || s.ptr[1] != '#') {
+        return 0;
+    }
+    hex = s.ptr[2] == 'x';
+    for (i = 2 + (size_t)hex; i < s.len && digits < 8; i++, digits++) {
+        int v = hex ? hexval((unsigned char)s.ptr[i])
+                    : (s.ptr[i] >= '0' && s.ptr[i] <= '9' ? s.ptr[i] - '0' : -1);
+
+        if (v < 0) {
+            break;
+        }
+        c = c * (hex ? 16 : 10) + (uint32_t)v;
+    }
+    if (digits == 0 || i >= s.len || s.ptr[i] != ';') {
+        return 0;
+    }
+    if (!(c == 0x9 || c == 0xa || c == 0xd || (c >= 0x20 && c <= 0xd7ff) ||
+          (c >= 0xe000 && c <= 0xfffd) || (c >= 0x10000 && c <= 0x10ffff))) {
+        return 0;
+    }
+    if (c < 0x80) {
+        out[0] = (char)c;
+        *outlen = 1;
+    } else if (c < 0x800) {
+        out[0] = (char)(0xc0 | c >> 6);
+        out[1] = (char)(0x80 | (c & 0x3f));
+        *outlen = 2;
+    } else if (c < 0x10000) {
+        out[0] = (char)(0xe0 | c >> 12);
+        out[1] = (char)(0x80 | (c >> 6 & 0x3f));
+        out[2] = (char)(0x80 | (c & 0x3f));
+        *outlen = 3;
+    } else {
+        out[0] = (char)(0xf0 | c >> 18);
+        out[1] = (char)(0x80 | (c >> 12 & 0x3f));
+        out[2] = (char)(0x80 | (c >> 6 & 0x3f));
+        out[3] = (char)(0x80 | (c & 0x3f));
+        *outlen = 4;
+    }
+    return i + 1;
+}

@@ -47,6 +47,14 @@ int slice_to_u64(struct slice s, uint64_t *out);
 int hexval(int c);
 /* Writes 2*LEN lowercase hex digits and a NUL to OUT (OUT holds 2*LEN+1). */
 void hex_lower(const uint8_t *in, size_t len, char *out);
+/*
+ * slice_xml_charref - the XML character reference at the start of S ("&#10;", "&#xA;") as
+ * UTF-8 in OUT (4 bytes at most, not NUL-terminated; *OUTLEN its length). Returns how many
+ * bytes of S the reference spans (always more than *OUTLEN), or 0 when S does not start
+ * with a reference to a character XML allows (NUL, other C0 controls but tab, LF and CR,
+ * surrogates, U+FFFE/U+FFFF and anything above U+10FFFF are not).
+ */
+size_t slice_xml_charref(struct slice s, char *out, size_t *outlen);
 /* Constant-time equality of two equal-length buffers; different lengths are unequal. */
 int ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 

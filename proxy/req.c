@@ -1470,7 +1470,15 @@ xml_unescape(struct pool *p, struct slice s)
 
     while (i < s.len) {
         int done = 0;
+        size_t cl;
 
+        /* clients (Go's encoding/xml) and stores write tabs, CRs and LFs as "&#xA;" */
+        if (s.ptr[i] == '&' && (k = slice_xml_charref(slice_make(s.ptr + i, s.len - i), o + n,
+                                                      &cl)) != 0) {
+            n += cl;
+            i += k;
+            continue;
+        }
         for (k = 0; s.ptr[i] == '&' && k < sizeof(ents) / sizeof(ents[0]); k++) {
             size_t el = strlen(ents[k].ent);
 

@@ -568,7 +568,7 @@ captured_tag(struct apply *a, struct leg *l, const char *tag)
     return pool_strndup(&a->pool, s, (size_t)(e - s));
 }
 
-/* &amp; &lt; &gt; &quot; &apos; decoded in place. */
+/* &amp; &lt; &gt; &quot; &apos; and character references ("&#10;") decoded in place. */
 static void
 xml_unescape(char *s)
 {
@@ -577,9 +577,15 @@ xml_unescape(char *s)
         char ch;
     } ents[] = {{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
     char *r = s, *w = s;
-    size_t i;
+    size_t i, cl, k;
 
     while (*r != '\0') {
+        /* "&#10;": a reference is longer than its UTF-8, so W stays behind R */
+        if (*r == '&' && (k = slice_xml_charref(slice_make(r, strnlen(r, 16)), w, &cl)) != 0) {
+            w += cl;
+            r += k;
+            continue;
+        }
         if (*r == '&') {
             for (i = 0; i < sizeof(ents) / sizeof(ents[0]); i++) {
                 size_t el = strlen(ents[i].ent);

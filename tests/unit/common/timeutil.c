@@ -1,4 +1,6 @@
 /* Unit tests for common/timeutil.c and common/slice.c. */
+#include <string.h>
+
 #include "common/slice.h"
 #include "common/timeutil.h"
 #include "test.h"
@@ -36,5 +38,28 @@ main(void)
     ok(slice_to_u64(SLICE_LIT("18446744073709551615"), &sz) == 0 && sz == UINT64_MAX, "u64 max");
     ok(slice_to_u64(SLICE_LIT("18446744073709551616"), &sz) != 0, "u64 overflow");
     ok(slice_to_u64(SLICE_LIT("+1"), &sz) != 0, "sign refused");
+    {
+        char u[4];
+        size_t ul = 0;
+
+        ok(slice_xml_charref(SLICE_LIT("&#10;x"), u, &ul) == 5 && ul == 1 && u[0] == '\n',
+           "xml charref: decimal LF");
+        ok(slice_xml_charref(SLICE_LIT("&#xA;"), u, &ul) == 5 && ul == 1 && u[0] == '\n',
+           "xml charref: hex LF");
+        ok(slice_xml_charref(SLICE_LIT("&#xe9;"), u, &ul) == 6 && ul == 2 &&
+               memcmp(u, "\xc3\xa9", 2) == 0,
+           "xml charref: U+00E9 as UTF-8");
+        ok(slice_xml_charref(SLICE_LIT("&#x1F600;"), u, &ul) == 9 && ul == 4 &&
+               memcmp(u, "\xf0\x9f\x98\x80", 4) == 0,
+           "xml charref: U+1F600 as UTF-8");
+        ok(slice_xml_charref(SLICE_LIT("&#0;"), u, &ul) == 0, "xml charref: NUL refused");
+        ok(slice_xml_charref(SLICE_LIT("&#xD800;"), u, &ul) == 0, "xml charref: surrogate refused");
+        ok(slice_xml_charref(SLICE_LIT("&#x110000;"), u, &ul) == 0, "xml charref: > U+10FFFF");
+        ok(slice_xml_charref(SLICE_LIT("&#10"), u, &ul) == 0, "xml charref: no ';'");
+        ok(slice_xml_charref(SLICE_LIT("&#;"), u, &ul) == 0, "xml charref: no digits");
+        ok(slice_xml_charref(SLICE_LIT("&amp;"), u, &ul) == 0, "xml charref: entity is not one");
+        ok(slice_xml_charref(SLICE_LIT("&#0000000065;"), u, &ul) == 0,
+           "xml charref: more than 8 digits refused");
+    }
     return done_testing();
 }
