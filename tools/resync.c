@@ -1089,6 +1089,7 @@ run(struct rs *rs)
     lister_init(&pl, rs, rs->peer, "peer", after);
     free(after);
     rs->t0_ms = timeutil_mono_us() / 1000;
+    rs->last_progress_ms = rs->t0_ms; /* the first line once there is a rate to show */
     for (;;) {
         struct lentry *le = lister_peek(&ll), *pe = lister_peek(&pl);
         const char *key;
@@ -1287,10 +1288,10 @@ resync_main(int argc, char **argv)
     log_set_level(LOG_WARN);
     rs.tty = isatty(2);
     if (setup(&rs) != 0) {
-        teardown(&rs);
-        return 1;
+        rs.errors++; /* the summary line comes in every case */
+    } else {
+        run(&rs);
     }
-    run(&rs);
     printf("checked=%lld pushed=%lld pulled=%lld deleted=%lld errors=%lld\n", rs.checked,
            rs.pushed, rs.pulled, rs.deleted, rs.errors);
     /* a dry run that found work to do has not converged either */
