@@ -8,6 +8,7 @@ site holding objects that were written around s3tee (no stamps).
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,11 +52,12 @@ def rbucket(two_sites, request):
     return name
 
 
-def resync(d, site, peer, bucket, *args, check=None):
+def resync(d, site, peer, bucket, *args, check=None, conf=None, proxy=True):
     """Runs s3tee resync at SITE; returns (exit code, JSON lines, summary dict, stderr)."""
     s = d[site]
-    argv = [str(bed.build_dir() / "s3tee"), "resync", "-c", str(s.replicator.conf_path),
-            "--bucket", bucket, "--peer", peer, "--proxy", s.proxy.url, *args]
+    argv = [str(bed.build_dir() / "s3tee"), "resync", "-c", str(conf or s.replicator.conf_path),
+            "--bucket", bucket, "--peer", peer, *(["--proxy", s.proxy.url] if proxy else []),
+            *args]
     env = dict(os.environ)
     env.update(bed.SANITIZER_ENV)
     p = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
@@ -215,6 +217,32 @@ def test_join_site_with_unstamped_data(two_sites, rbucket):
     assert h["ContentType"] == "text/x-b" and h["Metadata"]["owner"] == "b"
     rc, rep, summ, _ = resync(d, "a", "b", rbucket, check=0)
     assert rep == []
+
+
+def test_failures_are_named_and_fail_the_run(two_sites, rbucket):
+    d = two_sites
+    client(d["b"].proxy.url).put_object(Bucket=rbucket, Key="only at b", Body=b"b")
+    # a pull without this site's proxy cannot be applied: named, counted, exit 1
+    rc, rep, summ, _ = resync(d, "a", "b", rbucket, check=1, proxy=False)
+    assert [(r["key"], r["action"], r["result"]) for r in rep] == [("only at b", "pull",
+                                                                    "failed")]
+    assert "--proxy" in rep[0]["reason"] and summ["errors"] == 1
+    assert missing(store_client(d["a"]), rbucket, "only at b")
+    # an unreachable peer: the listing fails, the message names bucket and peer, exit 1
+    r = d["a"].replicator
+    port = bed.free_port()  # reserved, nothing listens
+    text = re.sub(r"^(peer b \S+?127\.0\.0\.1:)\d+", rf"\g<1>{port}",
+                  r.conf_path.read_text(), flags=re.M)
+    assert str(port) in text
+    conf = r.dir / "unreachable.conf"
+    conf.write_text(text)
+    rc, rep, summ, err = resync(d, "a", "b", rbucket, check=1, conf=conf)
+    assert rep == [] and summ["errors"] == 1
+    assert f"listing bucket={rbucket} at peer (b) failed" in err, err
+    bed.release_port(port)
+    # a peer that is not configured: refused before anything is read
+    rc, rep, summ, err = resync(d, "a", "nowhere", rbucket, check=1)
+    assert "peer 'nowhere' is not in" in err
 
 
 def test_replicator_resyncs_a_peer_marked_for_rebuild_and_on_schedule(two_sites, rbucket):
