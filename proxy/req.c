@@ -2272,8 +2272,11 @@ req_start(struct req *r, const struct req_start_args *a)
         complete_prepare(r); /* then ListParts, then repl_begin */
         return;
     }
-    if (r->role == ROLE_LOCAL || (r->role == ROLE_REPLICA && r->addr.op != S3_OP_CREATE_MULTIPART &&
-                                  r->addr.op != S3_OP_UPLOAD_PART)) {
+    /* A replica's Create and UploadPart (and the Abort of an upload that failed half-way)
+     * carry the entry's stamp but are no write of the key: only its Complete records it.
+     * Recording an Abort made the retried upload's Complete look stale: lost at this site. */
+    if (r->role == ROLE_LOCAL || (r->role == ROLE_REPLICA && local_recorded(r->addr.op) &&
+                                  r->addr.op != S3_OP_CREATE_MULTIPART)) {
         repl_begin(r); /* continue_start() once the queue said go */
         return;
     }

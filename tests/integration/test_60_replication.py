@@ -6,6 +6,7 @@ site, on loopback. Clients: Debian's boto3 1.26 in process.
 """
 import hashlib
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -223,3 +224,42 @@ def test_three_sites_full_mesh_exactly_once():
             assert replica_puts == 10, f"site {s.id} applied {replica_puts} replica writes"
     finally:
         d.stop()
+
+
+# ---------------------------------------------------------------------------------------
+# Regressions found by the chaos test (test_70_chaos.py)
+
+def replica_client(d, frm, to, stamp, vv):
+    """boto3 at site TO's proxy with FRM's site key, every request carrying STAMP and VV
+    the way FRM's replicator sends them."""
+    c = client(d[to].proxy.url, *sitesmod._site_key(frm, to))
+
+    def add(request, **_kw):
+        request.headers["x-s3tee-stamp"] = stamp
+        request.headers["x-s3tee-vv"] = vv
+
+    c.meta.events.register("before-sign.s3.*", add)
+    return c
+
+
+def fresh_stamp(site):
+    return "%016x.%s" % (int(time.time() * 1000) << 16, site)
+
+
+def test_replica_abort_of_a_failed_upload_does_not_record_the_key(two_sites, rbucket):
+    """A replicator whose multipart apply failed half-way aborts the upload and retries the
+    entry. The Abort carries the entry's stamp; recording it made the retry's Complete
+    'stale' and the object never reached the peer."""
+    d = two_sites
+    stamp = fresh_stamp("a")
+    rc = replica_client(d, "a", "b", stamp, "a=1")
+    up = rc.create_multipart_upload(Bucket=rbucket, Key="mpu")["UploadId"]
+    rc.abort_multipart_upload(Bucket=rbucket, Key="mpu", UploadId=up)
+    up = rc.create_multipart_upload(Bucket=rbucket, Key="mpu")["UploadId"]
+    e = rc.upload_part(Bucket=rbucket, Key="mpu", UploadId=up, PartNumber=1, Body=b"p" * 1000)["ETag"]
+    r = rc.complete_multipart_upload(Bucket=rbucket, Key="mpu", UploadId=up,
+                                     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]})
+    assert r["ResponseMetadata"]["HTTPHeaders"].get("x-s3tee-result") == "applied"
+    head = store_client(d["b"]).head_object(Bucket=rbucket, Key="mpu")
+    assert head["Metadata"]["s3tee-stamp"] == stamp
+
