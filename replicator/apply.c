@@ -9,7 +9,8 @@
  *                                        +-- failure once the upload exists: ABORT -> DONE (failed)
  *   delete     START -> DELETE -> DONE
  *   tags       START -> TAGS -> DONE
- *                         |  peer 404: TAGS_CHECK (HEAD the store; 404 here too: SUPERSEDED)
+ *                         |  peer 404: TAGS_CHECK (HEAD the store; 404 here too: SUPERSEDED;
+ *                         |  still here: UNAVAILABLE, retried without a limit)
  *
  * Two legs at most are alive: SRC (the local store) and DST (the peer). curl callbacks only
  * record facts and kick step_ev; step() runs from the loop, never inside curl, decides,
@@ -1327,6 +1328,29 @@ step_tags_check(struct apply *a)
     memcpy(why, a->reason, sizeof(why));
     if (a->src.head && a->src.status == 404) {
         finish(a, APPLY_SUPERSEDED, 404, "%s; the object is gone here too", why);
+        return;
+    }
+    if (a->src.head && a->src.status == 200) {
+        struct stamp data, tag;
+
+        if (!a->src.has_stamp || stamp_parse(slice_cstr(a->src.stamp), &data) != 0 ||
+            stamp_parse(a->m->stamp, &tag) != 0) {
+            finish(a, APPLY_FAILED, 404, "%s; the object here carries no stamp", why);
+            return;
+        }
+        if (stamp_cmp(&data, &tag) > 0) {
+            /* a PUT newer than this tag change replaced the object here: its tags won, and
+             * its entry may be behind this one in our stream (waiting would deadlock) */
+            finish(a, APPLY_SUPERSEDED, 404, "%s; a newer PUT (%s) replaced the object here", why,
+                   a->src.stamp);
+            return;
+        }
+        /* The peer lacks the object this change tagged here: its PUT (whose entry is ahead
+         * of ours, or in a third site's stream) is still on its way there, or the peer
+         * deleted it and that delete is on its way here. Either ends the wait (applied, or
+         * SUPERSEDED above) however long a partition lasts: no dead-letter limit. */
+        finish(a, APPLY_UNAVAILABLE, 404, "%s; the object is still here: waiting for it there",
+               why);
         return;
     }
     finish(a, APPLY_FAILED, 404, "%s", why);

@@ -263,3 +263,30 @@ def test_replica_abort_of_a_failed_upload_does_not_record_the_key(two_sites, rbu
     head = store_client(d["b"]).head_object(Bucket=rbucket, Key="mpu")
     assert head["Metadata"]["s3tee-stamp"] == stamp
 
+
+def test_tags_for_an_object_the_peer_lacks_wait_then_yield_to_a_newer_put(two_sites, rbucket):
+    """A tag change whose object has not reached the peer yet (its PUT is on the way from a
+    third site, or held up by a partition) waits without a dead-letter limit; once a newer
+    PUT replaces the object here it is superseded, so that PUT (behind it in the stream of
+    the same key) is not blocked for ever."""
+    d = two_sites
+    a, b = d["a"], d["b"]
+    # an object at a that b lacks: a replica write from "b" (replica writes are not logged)
+    replica_client(d, "b", "a", fresh_stamp("b"), "b=1").put_object(
+        Bucket=rbucket, Key="t", Body=b"old, only at a")
+    client(a.proxy.url).put_object_tagging(Bucket=rbucket, Key="t", Tagging={"TagSet": [
+        {"Key": "k", "Value": "v"}]})
+    log = Path(a.replicator.error_log)
+    wait_for(lambda: any(f"bucket={rbucket} key=t " in ln and "waiting for it there" in ln
+                         for ln in log.read_text().splitlines()),
+             timeout=20, what="the tags entry waiting for its object at b")
+    client(a.proxy.url).put_object(Bucket=rbucket, Key="t", Body=b"new", Tagging="k=w")
+    wait_for(lambda: get_bytes(store_client(b), rbucket, "t") == b"new", timeout=30,
+             what="the newer PUT at b, behind the waiting tag change")
+    assert store_client(b).get_object_tagging(Bucket=rbucket, Key="t")["TagSet"] == [
+        {"Key": "k", "Value": "w"}]
+    assert d.wait_drained(30)
+    lines = [ln for ln in log.read_text().splitlines() if f"bucket={rbucket} key=t " in ln]
+    assert not [ln for ln in lines if re.search(r"failure \d+ of", ln)], lines
+    assert not any(rbucket in str(x) for x in a.redis.command("XRANGE", "s3tee:dead", "-", "+"))
+
