@@ -53,7 +53,7 @@ enum apply_state {
     AS_COMPLETE,   /* multipart: CompleteMultipartUpload */
     AS_ABORT,      /* multipart: AbortMultipartUpload after a failure, then report it */
     AS_DELETE,     /* delete at the peer */
-    AS_TAGS,       /* PUT or DELETE ?tagging at the peer */
+    AS_TAGS,       /* PUT ?tagging at the peer */
     AS_TAGS_CHECK, /* the peer had no object to tag: is it still here? */
     AS_DONE,       /* reported; about to be freed */
 };
@@ -344,10 +344,6 @@ apply_plan_make(struct pool *p, const struct mutation *m, struct apply_plan *out
         out->kind = APPLY_KIND_DELETE;
         return 0;
     case MUT_TAGS:
-        if (m->tags.len == 0) {
-            out->kind = APPLY_KIND_DELETE_TAGS;
-            return 0;
-        }
         out->kind = APPLY_KIND_PUT_TAGS;
         out->tagging_xml = apply_tagging_xml(p, m->tags);
         if (out->tagging_xml == NULL) {
@@ -464,10 +460,6 @@ apply_peer_request(struct pool *p, const struct mutation *m, enum apply_step ste
         break;
     case APPLY_STEP_PUT_TAGS:
         out->method = "PUT";
-        out->query = "tagging";
-        break;
-    case APPLY_STEP_DELETE_TAGS:
-        out->method = "DELETE";
         out->query = "tagging";
         break;
     }
@@ -1390,12 +1382,6 @@ step_start(struct apply *a)
             finish(a, APPLY_FAILED, 0, "PutObjectTagging at peer %s: cannot start", a->peer->id);
         }
         return;
-    case APPLY_KIND_DELETE_TAGS:
-        a->state = AS_TAGS;
-        if (start_dst(a, APPLY_STEP_DELETE_TAGS, -1, SLICE_NULL) != 0) {
-            finish(a, APPLY_FAILED, 0, "DeleteObjectTagging at peer %s: cannot start", a->peer->id);
-        }
-        return;
     }
 }
 
@@ -1440,8 +1426,7 @@ step(struct apply *a)
         step_simple(a, "DELETE");
         return;
     case AS_TAGS:
-        step_simple(a, a->plan.kind == APPLY_KIND_PUT_TAGS ? "PutObjectTagging"
-                                                           : "DeleteObjectTagging");
+        step_simple(a, "PutObjectTagging");
         return;
     case AS_TAGS_CHECK:
         step_tags_check(a);

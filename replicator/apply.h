@@ -73,8 +73,8 @@ enum apply_kind {
     APPLY_KIND_PUT = 0,     /* GET store -> PUT peer */
     APPLY_KIND_MULTIPART,   /* HEAD store, Create, (GET range -> UploadPart) per part, Complete */
     APPLY_KIND_DELETE,      /* DELETE peer */
-    APPLY_KIND_PUT_TAGS,    /* PUT ?tagging with Tagging XML */
-    APPLY_KIND_DELETE_TAGS, /* DELETE ?tagging (empty tag set) */
+    APPLY_KIND_PUT_TAGS,    /* PUT ?tagging with Tagging XML (an empty set too: RGW 16.2's
+                             * DELETE ?tagging blanks the object's ETag in bucket listings) */
 };
 
 struct apply_plan {
@@ -111,7 +111,6 @@ enum apply_step {
     APPLY_STEP_ABORT,       /* DELETE /b/k?uploadId=U */
     APPLY_STEP_DELETE,      /* DELETE /b/k */
     APPLY_STEP_PUT_TAGS,    /* PUT /b/k?tagging */
-    APPLY_STEP_DELETE_TAGS, /* DELETE /b/k?tagging */
 };
 
 /* Inputs of a peer request besides the entry. */

@@ -290,3 +290,17 @@ def test_tags_for_an_object_the_peer_lacks_wait_then_yield_to_a_newer_put(two_si
     assert not [ln for ln in lines if re.search(r"failure \d+ of", ln)], lines
     assert not any(rbucket in str(x) for x in a.redis.command("XRANGE", "s3tee:dead", "-", "+"))
 
+
+def test_emptied_tag_set_replicates_without_blanking_the_listing_etag(two_sites, rbucket):
+    """RGW 16.2's DELETE ?tagging blanks the object's ETag in bucket listings; the
+    replicator removes tags with PUT ?tagging and an empty TagSet instead."""
+    d = two_sites
+    ca = client(d["a"].proxy.url)
+    ca.put_object(Bucket=rbucket, Key="e", Body=b"etag stays", Tagging="x=1")
+    ca.put_object_tagging(Bucket=rbucket, Key="e", Tagging={"TagSet": []})
+    sb = store_client(d["b"])
+    wait_for(lambda: sb.head_object(Bucket=rbucket, Key="e") and
+             sb.get_object_tagging(Bucket=rbucket, Key="e")["TagSet"] == [], what="tags gone at b")
+    assert d.wait_drained(30)
+    listed = {o["Key"]: o["ETag"] for o in sb.list_objects_v2(Bucket=rbucket)["Contents"]}
+    assert listed["e"] == sb.head_object(Bucket=rbucket, Key="e")["ETag"] != '""'

@@ -81,8 +81,9 @@ test_plan(void)
                0,
        "tags: PUT ?tagging with the tag set");
     m = entry(MUT_TAGS, "k", "", "");
-    ok(apply_plan_make(&p, &m, &pl, &why) == 0 && pl.kind == APPLY_KIND_DELETE_TAGS,
-       "empty tag set: DELETE ?tagging");
+    ok(apply_plan_make(&p, &m, &pl, &why) == 0 && pl.kind == APPLY_KIND_PUT_TAGS &&
+           strcmp(pl.tagging_xml, "<Tagging><TagSet></TagSet></Tagging>") == 0,
+       "empty tag set: PUT ?tagging with an empty TagSet (RGW's DELETE ?tagging blanks ETags)");
 
     /* malformed entries are refused, with a reason */
     m = entry(MUT_PUT, "k", "", "");
@@ -252,9 +253,11 @@ test_requests(void)
        "tags: the stamp is the tag stamp, no x-s3tee-tag-stamp");
     memset(&pa, 0, sizeof(pa));
     m = entry(MUT_TAGS, "k", "", "");
-    apply_peer_request(&p, &m, APPLY_STEP_DELETE_TAGS, &pa, &rq);
-    ok(strcmp(rq.method, "DELETE") == 0 && strcmp(rq.query, "tagging") == 0,
-       "empty tags: DELETE ?tagging");
+    pa.body = SLICE_LIT("<Tagging><TagSet></TagSet></Tagging>");
+    apply_peer_request(&p, &m, APPLY_STEP_PUT_TAGS, &pa, &rq);
+    ok(strcmp(rq.method, "PUT") == 0 && strcmp(rq.query, "tagging") == 0 &&
+           header(&p, &rq, "content-md5") != NULL,
+       "empty tags: PUT ?tagging with an empty TagSet");
     pool_deinit(&p);
 }
 
