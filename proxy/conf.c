@@ -470,6 +470,8 @@ static const struct conf_cmd proxy_conf_cmds[] = {
              .def = "30s", .min = 1, .max = DAY),
     CONF_CMD("client_body_timeout", conf_set_duration, F(client_body_timeout_ms),
              .def = "60s", .min = 1, .max = DAY),
+    CONF_CMD("client_body_min_rate", conf_set_size, F(client_body_min_rate),
+             .def = "1k", .min = 0, .max = 1 * GB),
     CONF_CMD("client_idle_timeout", conf_set_duration, F(client_idle_timeout_ms),
              .def = "60s", .min = 1, .max = DAY),
     CONF_CMD("client_send_timeout", conf_set_duration, F(client_send_timeout_ms),

@@ -57,6 +57,7 @@ struct proxy_conf {
     int64_t max_request_line;       /* request line (method, target, version) */
     int64_t client_header_timeout_ms; /* first byte to end of head */
     int64_t client_body_timeout_ms;   /* longest gap between body reads */
+    int64_t client_body_min_rate;     /* bytes/s a body averages over client_body_timeout */
     int64_t client_idle_timeout_ms;   /* keep-alive wait for the next request */
     int64_t client_send_timeout_ms;   /* longest gap between response writes */
     int64_t max_inflight_body;      /* per-request bytes buffered between client and store */

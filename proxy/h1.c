@@ -59,6 +59,9 @@ struct h1_conn {
     int continue_sent;           /* "100 Continue" written */
     int paused;                  /* the req asked us to stop reading */
     int head_clock;              /* header timer runs from the first byte (not idle) */
+    int resp_started;            /* a response head was written for the current request */
+    int64_t rate_start_ms;       /* client_body_min_rate window start; 0 = not running */
+    int64_t rate_bytes;          /* body bytes read in that window */
     struct event *timer;         /* idle / header timeout (owned) */
     struct event *next_ev;       /* parses a pipelined request outside callbacks (owned) */
 };
@@ -190,6 +193,8 @@ h1_reset(struct h1_conn *h)
     h->continue_sent = 0;
     h->paused = 0;
     h->head_clock = 0;
+    h->resp_started = 0;
+    h->rate_start_ms = 0;
     if (h->c->w->draining) {
         h1_close(h);
         return;
@@ -265,6 +270,7 @@ fe_resume_body(void *fe)
         return;
     }
     h->paused = 0;
+    h->rate_start_ms = 0; /* time the store held us back does not count against the client */
     bufferevent_enable(h->c->bev, EV_READ);
     if (evbuffer_get_length(bufferevent_get_input(h->c->bev)) > 0) {
         event_active(h->next_ev, 0, 0);
@@ -278,6 +284,7 @@ fe_send_head(void *fe, int status, const struct http_header *hdrs, size_t n, int
     struct evbuffer *out = bufferevent_get_output(h->c->bev);
     size_t i;
 
+    h->resp_started = 1;
     h->head_only = slice_eq(h->hreq.method, SLICE_LIT("HEAD")) || status == 204 || status == 304;
     if (!h->body_done && h->hreq.expect_continue && !h->continue_sent) {
         /* the client waits for 100 Continue before sending its body and, given a final
@@ -497,6 +504,66 @@ read_head(struct h1_conn *h)
     return 1;
 }
 
+/*
+ * client_body_min_rate: slowloris bodies. client_body_timeout bounds each pause, but a
+ * client trickling a byte a second never pauses that long while it holds a connection to
+ * the store (and, for replicated buckets, the key's lease). So over each window of
+ * client_body_timeout the body must average at least client_body_min_rate bytes a second.
+ * The window restarts whenever we resume reading after back-pressure. Returns 0 when the
+ * client is too slow.
+ */
+static int
+body_rate_ok(struct h1_conn *h, size_t n)
+{
+    const struct proxy_conf *cf = h->c->w->cf;
+    struct timeval tv;
+    int64_t now, elapsed;
+
+    if (cf->client_body_min_rate <= 0 || cf->client_body_timeout_ms <= 0) {
+        return 1;
+    }
+    event_base_gettimeofday_cached(h->c->w->evb, &tv);
+    now = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    if (h->rate_start_ms == 0) {
+        h->rate_start_ms = now;
+        h->rate_bytes = 0;
+    }
+    h->rate_bytes += (int64_t)n;
+    elapsed = now - h->rate_start_ms;
+    if (elapsed < cf->client_body_timeout_ms) {
+        return 1;
+    }
+    if (h->rate_bytes * 1000 < cf->client_body_min_rate * elapsed) {
+        return 0;
+    }
+    h->rate_start_ms = now;
+    h->rate_bytes = 0;
+    return 1;
+}
+
+/* The body came in below client_body_min_rate: 400 RequestTimeout (or, once a response
+ * has started, just the close), and the req learns the client is gone. */
+static void
+body_too_slow(struct h1_conn *h)
+{
+    struct req *r = h->req;
+
+    log_info("h1", "client %s sent its request body below client_body_min_rate (%lld bytes "
+                   "in %lld ms); closing",
+             h->c->peer, (long long)h->rate_bytes,
+             (long long)h->c->w->cf->client_body_timeout_ms);
+    h->req = NULL;
+    if (r != NULL) {
+        req_client_gone(r);
+    }
+    if (h->resp_started) {
+        h1_close(h);
+        return;
+    }
+    h1_error(h, 400, "RequestTimeout",
+             "Your request body arrived slower than the server accepts (client_body_min_rate).");
+}
+
 /* Feeds available body bytes to the req (or drops them in H1_DISCARD). */
 static void
 read_body(struct h1_conn *h)
@@ -573,6 +640,10 @@ read_body(struct h1_conn *h)
         evbuffer_drain(in, used_total);
         if (used_total == 0) {
             break;
+        }
+        if (h->state == H1_BODY && !h->body_done && !body_rate_ok(h, used_total)) {
+            body_too_slow(h);
+            return;
         }
     }
     if (h->body_done) {
