@@ -168,11 +168,11 @@ def count_closed(socks, wait=0.0):
 def test_10000_idle_connections(make_proxy, pbucket):
     """10,000 connections that never send a byte, with max_connections 10,010: all are
     held, a well-behaved client is served meanwhile, connections past the limit are closed
-    at once, the proxy stays under 64 MiB, and client_header_timeout (4s) closes all 10,000."""
+    at once, the proxy stays under 64 MiB, and client_header_timeout (8s) closes all 10,000."""
     n, limit = 10000, 10010
     raise_nofile(n + 1000)
     p = make_proxy(clients=[(*CLIENT, "*")], max_connections=limit, workers=1,
-                   client_header_timeout="4s", client_idle_timeout="60s", log_level="info")
+                   client_header_timeout="8s", client_idle_timeout="60s", log_level="info")
     time.sleep(0.2)                     # bed.Proxy.start()'s readiness probes are gone
     good = client(p)
     good_conn = good.connect()
@@ -185,17 +185,19 @@ def test_10000_idle_connections(make_proxy, pbucket):
         opened = time.monotonic() - t0
         # the Served thread holds one more connection: 10,002 in use, 8 left
         extra = [RawConn("127.0.0.1", p.port, timeout=5) for _ in range(12)]
-        kept = [c for c in extra if not c.closed_within(0.3)]
+        time.sleep(0.5)
+        kept = [c for c in extra if not c.closed_within(0.05)]
         assert len(kept) == limit - n - 2, f"{len(kept)} of 12 past 10,002 were kept"
         r = good.request("GET", f"/{pbucket}/probe", conn=good_conn)
         assert r.status == 200 and r.body == PROBE, r
-        assert count_closed(idle) == 0, "idle connections closed before the header timeout"
+        if time.monotonic() - t0 < 7:       # (a loaded machine may take longer to get here)
+            assert count_closed(idle) == 0, "idle connections closed before the header timeout"
         rss = p.rss_kb()
     grown = rss - rss0
     print(f"10,000 idle: opened in {opened:.1f}s, proxy RSS {rss0} -> {rss} kB "
           f"(+{grown / n:.1f} kB a connection), peak {p.rss_peak_kb()} kB")
     assert rss < 64 * 1024 and grown / n < 4.0, (rss0, rss)
-    closed = count_closed(idle, wait=12.0 - (time.monotonic() - t0))
+    closed = count_closed(idle, wait=16.0 - (time.monotonic() - t0))
     assert closed == n, f"only {closed} of {n} idle connections closed by the header timeout"
     for s in idle:
         s.close()
@@ -840,3 +842,100 @@ def test_multipart_10000_parts(store, make_redis, pbucket, store_s3):
     finally:
         rgw_config(store, "rgw_multipart_min_part_size", old_min)
         p.close(check=True)
+
+
+# ---------------------------------------------------------------------------------------
+# slow clients (test_30 has the stalled body, the paused reader and the slow-loris head)
+
+@pytest.mark.timeout(60)
+def test_slowloris_body(make_proxy, pbucket, store_s3):
+    """A body trickled at 2 bytes a second never pauses for client_body_timeout (2s), but
+    averages below client_body_min_rate (256 bytes/s over each 2s): 400 RequestTimeout
+    within about one window, the connection closed, nothing at the store; a well-behaved
+    client is served meanwhile, and an upload at the minimum rate's double passes."""
+    p = make_proxy(clients=[(*CLIENT, "*")], client_body_timeout="2s",
+                   client_body_min_rate=256, workers=1)
+    c = client(p)
+    body = s3util.payload(4096, seed=31)
+    data = c.raw("PUT", f"/{pbucket}/trickled", body=body)
+    head = len(data) - len(body)
+    conn = c.connect()
+    with Served(p, pbucket, minimum=10):
+        conn.send(data[:head])
+        t0 = time.monotonic()
+        r = None
+        for i in range(len(body)):
+            if select.select([conn.sock], [], [], 0)[0]:
+                break
+            try:
+                conn.send(body[i:i + 1])
+            except OSError:
+                break
+            time.sleep(0.5)
+        r = conn.read_response("PUT", timeout=5)
+        elapsed = time.monotonic() - t0
+        assert_error(r, 400, "RequestTimeout")
+        assert r.closes and conn.closed_within(3)
+        assert 1.5 <= elapsed <= 5.0, elapsed
+    conn.close()
+    assert store_s3.list_objects_v2(Bucket=pbucket, Prefix="trickled").get("KeyCount") == 0
+    logscan.wait_log(p.error_log, "client_body_min_rate")
+    # 512 bytes a second, in pieces every 250 ms: above the minimum, stored whole
+    body = s3util.payload(2560, seed=32)
+    data = c.raw("PUT", f"/{pbucket}/steady", body=body)
+    conn = c.connect()
+    conn.send(data[:len(data) - len(body)])
+    for i in range(0, len(body), 128):
+        conn.send(body[i:i + 128])
+        time.sleep(0.25)
+    r = conn.read_response("PUT", timeout=5)
+    assert r.status == 200, r
+    conn.close()
+    assert store_s3.get_object(Bucket=pbucket, Key="steady")["Body"].read() == body
+
+
+@pytest.mark.timeout(60)
+def test_reader_at_one_byte_a_second(make_proxy, pbucket, store_s3):
+    """A client reading a 16 MiB GET at 1 byte a second keeps the proxy's writes stalled
+    (the kernel opens its window by a segment, not a byte): after client_send_timeout (3s)
+    the proxy drops it, having buffered no more than its bound (the rest of what the
+    client gets sat in the kernel's socket buffers, up to 4 MiB each way here); a
+    well-behaved client is served meanwhile. The access log shows the GET cut short."""
+    big = s3util.payload(16 * 1024 * 1024, seed=33)
+    store_s3.put_object(Bucket=pbucket, Key="big", Body=big)
+    p = make_proxy(clients=[(*CLIENT, "*")], client_send_timeout="3s", workers=1)
+    c = client(p)
+    peak0 = p.rss_peak_kb()
+    conn = RawConn("127.0.0.1", p.port, rcvbuf=4096)
+    conn.send(c.raw("GET", f"/{pbucket}/big"))
+    got = 0
+    with Served(p, pbucket, minimum=20):
+        t0 = time.monotonic()
+        conn.sock.settimeout(5)
+        while time.monotonic() - t0 < 8:
+            d = conn.sock.recv(1)
+            if not d:
+                break
+            got += 1
+            time.sleep(1.0)
+    # now read whatever is left at full speed: the proxy has given up on us
+    conn.sock.settimeout(10)
+    ended = False
+    try:
+        while True:
+            d = conn.sock.recv(1 << 16)
+            if not d:
+                ended = True
+                break
+            got += len(d)
+    except ConnectionResetError:
+        ended = True
+    except socket.timeout:
+        pass
+    conn.close()
+    assert ended, "the proxy kept the connection of a 1 byte/s reader"
+    assert got < len(big) // 2, f"{got} bytes: the slow reader was not cut off"
+    e = logscan.wait_access(p, lambda e: e["key"] == "big")
+    assert e["status"] == 200 and e["bytes_out"] < len(big), e
+    grown = p.rss_peak_kb() - peak0
+    assert grown < 8 * 1024, f"the proxy's peak grew by {grown} kB for a 1 byte/s reader"
