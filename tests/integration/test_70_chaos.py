@@ -239,12 +239,15 @@ class Faults:
         self.log.add(site=s.id, op="put", key=key, outcome="unknown", stamp=None,
                      sha="never-complete", size=size, etag=None, tags="")
         with socket.create_connection(("127.0.0.1", s.proxy.port), timeout=10) as sock:
-            sock.sendall(head.encode())
-            chunk = b"m" * (1 * MiB)
-            while sent < size // 2:
-                sock.sendall(chunk)
-                sent += len(chunk)
-            time.sleep(0.2)
+            try:
+                sock.sendall(head.encode())
+                chunk = b"m" * (1 * MiB)
+                while sent < size // 2:
+                    sock.sendall(chunk)
+                    sent += len(chunk)
+                time.sleep(0.2)
+            except OSError as e:    # a proxy that stopped reading is still mid-upload
+                bed.log(f"chaos: mid-upload send stopped after {sent} bytes: {e}")
             s.proxy.kill9()
         s.proxy.start()
         return f"kill-proxy-mid-upload({s.id})"
@@ -254,7 +257,18 @@ class Faults:
         s = self.d[self.site()]
         data = os.urandom(200_000)
         key = f"after-ack-{s.id}"
-        resp = client(s.proxy.url).put_object(Bucket=BUCKET, Key=key, Body=data)
+        for attempt in range(20):     # a lease a killed proxy left, a Redis coming back
+            try:
+                resp = client(s.proxy.url).put_object(Bucket=BUCKET, Key=key, Body=data)
+                break
+            except Exception as e:
+                bed.log(f"chaos: after-ack PUT attempt {attempt}: {e}")
+                self.log.add(site=s.id, op="put", key=key, outcome=outcome_of(e), stamp=None,
+                             sha=hashlib.sha256(data).hexdigest(), size=len(data),
+                             etag=md5_etag(data), tags="")
+                time.sleep(0.5)
+        else:
+            raise AssertionError(f"site {s.id} acknowledged no PUT for 10 s with no fault on")
         s.proxy.kill9()
         self.log.add(site=s.id, op="put", key=key, outcome="ack", stamp=stamp_of(resp),
                      sha=hashlib.sha256(data).hexdigest(), size=len(data), etag=md5_etag(data),
