@@ -6,10 +6,12 @@
  */
 #include "proxy/worker.h"
 
+#include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -21,10 +23,19 @@
 #include "queue/queue.h"
 
 #define DRAIN_TIMEOUT_S 30
+/* After accept() failed for want of descriptors or memory: the pending connection keeps the
+ * listener readable, so retrying at once would spin. Pause this long, then try again. */
+#define ACCEPT_PAUSE_MS 100
+/* Descriptors a process needs besides client connections: listeners, store and Redis
+ * connections (upstream_max_connections per worker is added), logs, the event loops. */
+#define FD_RESERVE 64
 
 struct listen_arg {
     struct worker *w;              /* owner */
     int tls;                       /* listen_tls socket */
+    struct evconnlistener *l;      /* the listener (owned by w->listeners) */
+    struct event *pause_ev;        /* re-enables l after ACCEPT_PAUSE_MS (owned) */
+    unsigned failing : 1;          /* accept is failing; logged once until it works again */
 };
 
 struct proxy_conf *
@@ -69,7 +80,23 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 
     (void)l;
     (void)salen;
+    if (la->failing) {
+        la->failing = 0;
+        log_info("worker", "worker %d: accepting connections again", la->w->id);
+    }
     conn_accept(la->w, fd, sa, la->tls);
+}
+
+static void
+on_accept_pause_end(evutil_socket_t fd, short what, void *arg)
+{
+    struct listen_arg *la = arg;
+
+    (void)fd;
+    (void)what;
+    if (!la->w->draining) {
+        evconnlistener_enable(la->l);
+    }
 }
 
 static void
@@ -77,10 +104,20 @@ on_accept_error(struct evconnlistener *l, void *arg)
 {
     struct listen_arg *la = arg;
     int err = EVUTIL_SOCKET_ERROR();
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
 
-    (void)l;
-    /* EMFILE and friends: keep serving the connections we have */
-    log_warn("worker", "worker %d: accept failed: %s", la->w->id, evutil_socket_error_to_string(err));
+    /* EMFILE and friends: keep serving the connections we have; new ones wait in the
+     * kernel's backlog while we pause (one log line per episode, not one per retry) */
+    if (!la->failing) {
+        la->failing = 1;
+        log_warn("worker", "worker %d: accept failed: %s; pausing accepts for %d ms at a time "
+                           "(raise ulimit -n or lower max_connections)",
+                 la->w->id, evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS);
+    }
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        evconnlistener_disable(l);
+        evtimer_add(la->pause_ev, &tv);
+    }
 }
 
 static void
@@ -113,8 +150,11 @@ free_listeners(struct worker *w)
     size_t i;
 
     for (i = 0; i < w->nlisteners; i++) {
+        struct listen_arg *la = w->listen_args[i];
+
         evconnlistener_free(w->listeners[i]);
-        free(w->listen_args[i]);
+        event_free(la->pause_ev);
+        free(la);
     }
     free(w->listeners);
     free(w->listen_args);
@@ -182,9 +222,41 @@ add_listener(struct worker *w, const struct proxy_listen *pl, char *err, size_t 
         return -1;
     }
     evconnlistener_set_error_cb(l, on_accept_error);
+    la->l = l;
+    la->pause_ev = evtimer_new(w->evb, on_accept_pause_end, la);
     w->listen_args[w->nlisteners] = la;
     w->listeners[w->nlisteners++] = l;
     return 0;
+}
+
+/*
+ * Raises the soft RLIMIT_NOFILE towards what max_connections needs (up to the hard limit),
+ * as nginx's worker_rlimit_nofile and Redis's maxclients do; says so when it cannot, since
+ * the accepts past the limit would then fail (and pause, see on_accept_error). Process-wide:
+ * the first worker_init() does it.
+ */
+static void
+raise_fd_limit(const struct proxy_conf *cf, int nworkers)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)cf->max_connections + FD_RESERVE +
+                  (rlim_t)nworkers * (rlim_t)(cf->upstream_max_connections + 4);
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need) {
+        return;
+    }
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+        log_warn("worker", "max_connections %d needs about %llu file descriptors but the hard "
+                           "limit is %llu: connections past it are refused (raise ulimit -Hn)",
+                 cf->max_connections, (unsigned long long)need,
+                 (unsigned long long)rl.rlim_max);
+        need = rl.rlim_max;
+    }
+    rl.rlim_cur = need;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        log_warn("worker", "cannot raise the file descriptor limit to %llu: %s",
+                 (unsigned long long)need, strerror(errno));
+    }
 }
 
 int
@@ -201,6 +273,9 @@ worker_init(struct worker *w, struct server *srv, int id, char *err, size_t errl
         return -1;
     }
     w->cf = server_conf(srv);
+    if (id == 0) {
+        raise_fd_limit(w->cf, srv->nworkers);
+    }
     TAILQ_INIT(&w->conns);
     sigv4_key_cache_init(&w->keys);
     w->listeners = xcalloc(w->cf->nlistens ? w->cf->nlistens : 1, sizeof(*w->listeners));
