@@ -68,6 +68,14 @@ class Served:
         if exc[0] is None:
             self.check()
 
+    def started(self, timeout=10):
+        """Waits for the first answer: the client's connection is then open and served."""
+        deadline = time.monotonic() + timeout
+        while self.n == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert self.n > 0 and not self.errors, self.errors[:2]
+        return self
+
     def _run(self):
         c = client(self.p)
         try:
@@ -180,7 +188,8 @@ def test_10000_idle_connections(make_proxy, pbucket):
     assert r.status == 200, r
     rss0 = p.rss_kb()
     t0 = time.monotonic()
-    with Served(p, pbucket, slowest=1.5):
+    with Served(p, pbucket, slowest=1.5) as meanwhile:
+        meanwhile.started()
         idle = open_idle(p.port, n)
         opened = time.monotonic() - t0
         # the Served thread holds one more connection: 10,002 in use, 8 left
@@ -213,6 +222,43 @@ def test_10000_idle_connections(make_proxy, pbucket):
             c.close()
     e = logscan.wait_access(p, lambda e: e["key"] == "probe")
     assert e["status"] == 200
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.timeout(60)
+def test_out_of_file_descriptors(make_proxy, pbucket, tmp_path):
+    """The proxy runs out of file descriptors (RLIMIT_NOFILE 128, hard) before it reaches
+    max_connections: it says so at start, accepts what it can, then pauses accepting
+    (one log line, no busy loop: under 0.5 s of CPU in 2 s) while the connections it has
+    are served; later connections wait in the kernel's backlog, and once some close it
+    accepts again."""
+    wrapper = tmp_path / "s3tee-proxy-128fds"
+    wrapper.write_text("#!/bin/sh\nulimit -n 128 && exec %s \"$@\"\n"
+                       % (bed.build_dir() / "s3tee-proxy"))
+    wrapper.chmod(0o755)
+    p = make_proxy(clients=[(*CLIENT, "*")], binary=wrapper, workers=1, log_level="info",
+                   client_header_timeout="30s")
+    logscan.wait_log(p.error_log, "hard limit is 128")
+    time.sleep(0.2)
+    with Served(p, pbucket, minimum=10) as good:
+        good.started()                  # its connection is in before the descriptors run out
+        idle = open_idle(p.port, 200)
+        time.sleep(0.5)
+        cpu0 = cpu_seconds(p.pid)
+        time.sleep(2.0)
+        used = cpu_seconds(p.pid) - cpu0
+        assert used < 0.5, f"{used:.2f}s of CPU in 2s while out of descriptors"
+    text = p.error_log.read_text()
+    assert text.count("accept failed") == 1, text.count("accept failed")
+    for s in idle:
+        s.close()
+    logscan.wait_log(p.error_log, "accepting connections again", timeout=10)
+    with Served(p, pbucket, minimum=3):
+        pass
 
 
 # ---------------------------------------------------------------------------------------
