@@ -219,6 +219,34 @@ def test_join_site_with_unstamped_data(two_sites, rbucket):
     assert rep == []
 
 
+def test_both_sites_at_once(two_sites, rbucket):
+    """Every repair is a replica write carrying the winner's own stamp: two runs racing on
+    a key write the same winner, or the second is told 'stale'."""
+    d = two_sites
+    a, b = client(d["a"].proxy.url), client(d["b"].proxy.url)
+    for i in range(20):
+        a.put_object(Bucket=rbucket, Key=f"both/{i:02d}", Body=b"a %d" % i)
+    for i in range(10, 30):
+        b.put_object(Bucket=rbucket, Key=f"both/{i:02d}", Body=b"b %d" % i)  # newer on 10..19
+    b.delete_object(Bucket=rbucket, Key="both/00")
+
+    def argv(site, peer):
+        s = d[site]
+        return [str(bed.build_dir() / "s3tee"), "resync", "-c", str(s.replicator.conf_path),
+                "--bucket", rbucket, "--peer", peer, "--proxy", s.proxy.url]
+    procs = [subprocess.Popen(argv(x, y), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for x, y in (("a", "b"), ("b", "a"))]
+    outs = [p.communicate(timeout=60) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, (out, err)
+    sa, sb = state(d["a"], rbucket), state(d["b"], rbucket)
+    assert sa == sb and len(sa) == 29 and "both/00" not in sa
+    assert get_bytes(store_client(d["a"]), rbucket, "both/15") == b"b 15"
+    for site, peer in (("a", "b"), ("b", "a")):
+        rc, rep, summ, _ = resync(d, site, peer, rbucket, check=0)
+        assert rep == [] and summ["checked"] == 29
+
+
 def test_failures_are_named_and_fail_the_run(two_sites, rbucket):
     d = two_sites
     client(d["b"].proxy.url).put_object(Bucket=rbucket, Key="only at b", Body=b"b")
