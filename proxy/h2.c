@@ -36,6 +36,8 @@
  *   max_header_bytes/count         the decoded header list (HPACK can expand a small block a
  *                                  thousandfold): stored no further, 400 at END_HEADERS
  *   client_header_timeout          one header block, CONTINUATIONs included
+ *   client_body_min_rate           a stream's DATA trickled below it: 400 RequestTimeout (or
+ *                                  RST_STREAM once the response started), see body_too_slow()
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -126,6 +128,8 @@ struct h2_stream {
     size_t unconsumed;                   /* bytes given to req_body() not yet credited back */
     int64_t content_length;              /* request content-length, -1 when absent */
     int64_t received;                    /* request DATA payload bytes so far */
+    int64_t rate_start_ms;               /* client_body_min_rate window start; 0 = none */
+    int64_t rate_bytes;                  /* DATA payload bytes in that window */
     struct event *body_timer;            /* client_body_timeout: while the req waits for body
                                             (paused while our window is shut), then while
                                             dropping a rest (owned; NULL until used) */
@@ -988,6 +992,62 @@ cb_frame_recv(nghttp2_session *ngh, const nghttp2_frame *frame, void *arg)
     return 0;
 }
 
+/* client_body_min_rate for one stream, as h1 measures it: over each client_body_timeout,
+ * DATA must average the rate. A window that our flow control shut restarts the measure
+ * (the client could not send), so only a client that trickles by choice is caught.
+ * Returns 0 when S is too slow. */
+static int
+body_rate_ok(struct h2_stream *s, size_t n)
+{
+    const struct proxy_conf *cf = s->h->c->w->cf;
+    int64_t now = now_ms(s->h), elapsed;
+
+    if (cf->client_body_min_rate <= 0 || cf->client_body_timeout_ms <= 0) {
+        return 1;
+    }
+    if (s->rate_start_ms == 0) {
+        s->rate_start_ms = now;
+        s->rate_bytes = 0;
+    }
+    s->rate_bytes += (int64_t)n;
+    elapsed = now - s->rate_start_ms;
+    if (!client_can_send(s)) {
+        s->rate_start_ms = 0; /* our window is shut: the clock restarts once it opens */
+        return 1;
+    }
+    if (elapsed < cf->client_body_timeout_ms) {
+        return 1;
+    }
+    if (s->rate_bytes * 1000 < cf->client_body_min_rate * elapsed) {
+        return 0;
+    }
+    s->rate_start_ms = now;
+    s->rate_bytes = 0;
+    return 1;
+}
+
+/* The body of S came in below client_body_min_rate: the req learns the client is gone and
+ * the client gets 400 RequestTimeout (RST_STREAM if its response had started). */
+static void
+body_too_slow(struct h2_stream *s)
+{
+    struct req *r = s->req;
+
+    log_info("h2", "%s: stream %d sent its request body below client_body_min_rate (%lld "
+                   "bytes in %lld ms)",
+             s->h->c->peer, s->id, (long long)s->rate_bytes,
+             (long long)(now_ms(s->h) - s->rate_start_ms));
+    release_req(s);
+    req_client_gone(r);
+    if (s->head_sent) {
+        reset_stream(s, NGHTTP2_CANCEL);
+        return;
+    }
+    respond_error(s, S3ERR_REQUEST_TIMEOUT,
+                  "Your request body arrived slower than the server accepts "
+                  "(client_body_min_rate).");
+}
+
 static int
 cb_data_chunk(nghttp2_session *ngh, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
               void *arg)
@@ -1010,6 +1070,9 @@ cb_data_chunk(nghttp2_session *ngh, uint8_t flags, int32_t id, const uint8_t *da
     s->unconsumed += len;
     body_timer_arm(s);
     req_body(s->req, (const char *)data, len);
+    if (s->req != NULL && !s->remote_ended && !body_rate_ok(s, len)) {
+        body_too_slow(s);
+    }
     return 0;
 }
 
