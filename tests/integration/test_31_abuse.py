@@ -274,8 +274,10 @@ def test_out_of_file_descriptors(make_proxy, pbucket, tmp_path):
         time.sleep(2.0)
         used = cpu_seconds(p.pid) - cpu0
         assert used < 0.5, f"{used:.2f}s of CPU in 2s while out of descriptors"
+    # one line an episode (an episode ends when an accept succeeds: a descriptor the proxy
+    # freed, e.g. a store connection it closed); a line per 100 ms retry would be 20 or more
     text = p.error_log.read_text()
-    assert text.count("accept failed") == 1, text.count("accept failed")
+    assert 1 <= text.count("accept failed") <= 4, text.count("accept failed")
     for s in idle:
         s.close()
     logscan.wait_log(p.error_log, "accepting connections again", timeout=10)
@@ -960,6 +962,47 @@ def test_slowloris_body(make_proxy, pbucket, store_s3):
     assert r.status == 200, r
     conn.close()
     assert store_s3.get_object(Bucket=pbucket, Key="steady")["Body"].read() == body
+
+
+@pytest.mark.timeout(60)
+def test_h2_slowloris_body(make_proxy, pbucket, store_s3):
+    """HTTP/2: one stream's DATA trickled at 2 bytes a second, below client_body_min_rate
+    (256 bytes/s over each client_body_timeout of 2s): that stream gets 400 RequestTimeout
+    within about one window, nothing reaches the store, and the connection stays usable;
+    a well-behaved client is served meanwhile."""
+    p = h2_proxy(make_proxy, client_body_timeout="2s", client_body_min_rate=256)
+    h = H2Conn(p)
+    body = s3util.payload(4096, seed=34)
+    target = f"/{pbucket}/h2trickle"
+    host = f"127.0.0.1:{p.port}"
+    signed = h.signer.sign("PUT", target, [("host", host)], awsv4.sha256_hex(body))
+    block = b"".join(hp_literal(n, v) for n, v in [
+        (":method", "PUT"), (":scheme", "http"), (":path", target), (":authority", host),
+        ("content-length", str(len(body)))])
+    block += b"".join(hp_literal(n.lower(), v) for n, v in signed.headers
+                      if n.lower() != "host")
+    with Served(p, pbucket):
+        sid, frame = h.headers(block, end_stream=False)
+        h.send(frame)
+        t0 = time.monotonic()
+        got = None
+        for i in range(len(body)):
+            h.sock.settimeout(0.5)
+            try:
+                f = h.read_frame(0.5)
+            except socket.timeout:
+                f = None
+            if f is not None and f[2] == sid and f[0] == HEADERS:
+                got = hp_status(f[3])
+                break
+            h.send(h.frame(DATA, 0, sid, body[i:i + 1]))
+        elapsed = time.monotonic() - t0
+        assert got == "400", got
+        assert 1.5 <= elapsed <= 5.0, elapsed
+        assert h.get(pbucket) == ("200", PROBE)
+    h.close()
+    logscan.wait_log(p.error_log, "client_body_min_rate")
+    assert store_s3.list_objects_v2(Bucket=pbucket, Prefix="h2trickle").get("KeyCount") == 0
 
 
 @pytest.mark.timeout(60)
