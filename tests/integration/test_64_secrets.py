@@ -207,3 +207,64 @@ def test_site_key_rotates_while_replication_flows(two_sites):
         client(b.proxy.url, old_ak, old_sk).head_object(Bucket=bucket, Key="k0000")
     assert "403" in str(e.value)
 
+
+# ---------------------------------------------------------------------------------------
+# the sweep: logs, metrics and tool output hold no secret and no signature
+
+def test_leak_sweep_reads_replicators_and_tool_output(tmp_path):
+    """find_leaks() would notice a secret in a replicator's metrics or log, or a signature
+    in the tool's output (fake directories, so this cannot pass by finding nothing)."""
+    rd, td = tmp_path / "replicator-fake", tmp_path / "tool-fake"
+    rd.mkdir()
+    td.mkdir()
+    (rd / "credentials").write_text("store AKS storeSekrit9\npeer b AKTOB peerSekrit77\n")
+    (rd / "error.log").write_text("fine\n")
+    (rd / "metrics.json").write_text('{"peers": {}}\n')
+    (td / "stdout.log").write_text('{"key": "k"}\n')
+    assert logscan.find_leaks(dirs=[rd, td]) == []
+    assert {p.name for p in logscan.swept_files([rd, td])} == {"error.log", "metrics.json",
+                                                               "stdout.log"}
+    (rd / "metrics.json").write_text('{"peer": "peerSekrit77"}\n')
+    assert len(logscan.find_leaks(dirs=[rd, td])) == 1
+    (rd / "metrics.json").write_text("{}\n")
+    (rd / "stderr.log").write_text("store key storeSekrit9\n")
+    assert len(logscan.find_leaks(dirs=[rd, td])) == 1
+    (rd / "stderr.log").unlink()
+    (td / "stdout.log").write_text("x-amz-signature=" + "0f" * 32 + "\n")
+    assert len(logscan.find_leaks(dirs=[rd, td])) == 1
+
+
+def test_zz_no_secret_in_logs_metrics_or_tool_output(two_sites):
+    """Last: a dead letter and a conflict for the tool to print, then every log, metrics
+    file and tool output of everything this session started is swept."""
+    d = two_sites
+    a, b = d["a"], d["b"]
+    bucket = make_bucket(d, "sweep")
+    # a conflict: the same key written at both sites while a's replicator is down
+    a.replicator.stop()
+    a.replicator.directives["max_attempts"] = "1"
+    client(a.proxy.url).put_object(Bucket=bucket, Key="both", Body=b"from a")
+    time.sleep(0.01)
+    client(b.proxy.url).put_object(Bucket=bucket, Key="both", Body=b"from b")
+    # a dead letter: a bucket only a has
+    store_client(a).create_bucket(Bucket=bucket + "-only-a")
+    client(a.proxy.url).put_object(Bucket=bucket + "-only-a", Key="orphan", Body=b"x")
+    a.replicator.start()
+    wait_for(lambda: int(a.redis.command("XLEN", "s3tee:dead")) >= 1, what="dead letter")
+    wait_for(lambda: int(a.redis.command("XLEN", "s3tee:conflicts") or 0)
+             + int(b.redis.command("XLEN", "s3tee:conflicts") or 0) >= 1, what="conflict")
+    time.sleep(5.5)   # one more metrics snapshot (every 5 s)
+    outputs = []
+    for s in (a, b):
+        for what in ("dead", "conflicts"):
+            r = logscan.run_tool(what, "--redis", f"127.0.0.1:{s.redis.port}")
+            assert r.returncode == 0, r.stderr
+            outputs.append(r.stdout)
+    assert '"orphan"' in outputs[0] and any('"both"' in o for o in outputs[1::2]), outputs
+    assert logscan.run_tool("dead", "--redis", "127.0.0.1:1").returncode != 0
+    swept = {str(p) for p in logscan.swept_files()}
+    for part in (a.replicator.error_log, a.replicator.metrics_path, b.proxy.access_log):
+        assert str(part) in swept, part
+    assert any("/tool-" in p for p in swept)
+    leaks = logscan.find_leaks()
+    assert leaks == [], leaks

@@ -1,12 +1,16 @@
-"""logscan.py - reading the proxies' logs: access-log JSON lines, and a sweep of every log
-the bed's proxies wrote for secrets and request signatures that must never appear there.
+"""logscan.py - reading the proxies' logs: access-log JSON lines, and a sweep of every log,
+metrics file and tool output the bed's proxies, replicators and s3tee tool runs wrote, for
+secrets and request signatures that must never appear there.
 
     rec = wait_access(proxy, lambda e: e["key"] == "k" and e["method"] == "PUT")
-    leaks = find_leaks()        # [] when no log of any proxy holds a secret or signature
+    r = run_tool("dead", "--redis", f"127.0.0.1:{port}")   # output kept for the sweep
+    leaks = find_leaks()        # [] when nothing swept holds a secret or signature
 """
 
 import json
 import re
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -63,8 +67,29 @@ def proxy_dirs():
     return sorted(d for d in bed.run_root().glob("proxy-*") if d.is_dir())
 
 
+def bed_dirs():
+    """Directories of every proxy, replicator (tests/bed/sites.py) and run_tool() call of
+    this process: what find_leaks() sweeps by default."""
+    root = bed.run_root()
+    return sorted(d for kind in ("proxy", "replicator", "tool")
+                  for d in root.glob(f"{kind}-*") if d.is_dir())
+
+
+def run_tool(*args, timeout=30):
+    """Runs the s3tee operator tool with ARGS; its stdout and stderr are kept in a tool-*
+    directory of the run for the sweep. Returns the CompletedProcess (text)."""
+    d = Path(tempfile.mkdtemp(prefix="tool-", dir=bed.run_root()))
+    r = subprocess.run([str(bed.build_dir() / "s3tee"), *map(str, args)], capture_output=True,
+                       text=True, timeout=timeout)
+    (d / "argv").write_text(" ".join(map(str, args)) + "\n")
+    (d / "stdout.log").write_text(r.stdout)
+    (d / "stderr.log").write_text(r.stderr)
+    return r
+
+
 def secrets_in(directory):
-    """The secrets of a proxy directory's credentials file (client, store, site, peer)."""
+    """The secrets of a proxy's or replicator's credentials file (client, store, site,
+    peer)."""
     out = set()
     try:
         lines = (Path(directory) / "credentials").read_text().splitlines()
@@ -81,17 +106,27 @@ def secrets_in(directory):
     return out
 
 
+LOG_NAMES = ("access.log", "error.log", "stderr.log", "stdout.log", "metrics.json")
+
+
 def log_files(directory):
+    """What a bed directory holds that an operator reads: logs, the replicator's metrics
+    snapshot, tool output (not the credentials and configs the bed wrote)."""
     d = Path(directory)
-    return [p for p in (d / "access.log", d / "error.log", d / "stderr.log", d / "stdout.log")
-            if p.exists()]
+    return [d / n for n in LOG_NAMES if (d / n).exists()]
+
+
+def swept_files(dirs=None):
+    """Every file find_leaks(dirs=DIRS) reads."""
+    return [p for d in (bed_dirs() if dirs is None else dirs) for p in log_files(d)]
 
 
 def find_leaks(extra_secrets=(), dirs=None):
-    """Scans every log of every proxy dir for any secret (of any proxy), any signature this
-    process computed (awsv4.SENT_SIGNATURES) and anything shaped like 'Signature=<64 hex>'.
-    Returns a list of findings (file, what) - empty is good."""
-    dirs = proxy_dirs() if dirs is None else dirs
+    """Scans every log, metrics file and tool output of every bed dir (proxies,
+    replicators, run_tool() calls) for any secret (of any credentials file there), any
+    signature this process computed (awsv4.SENT_SIGNATURES) and anything shaped like
+    'Signature=<64 hex>'. Returns a list of findings (file, what) - empty is good."""
+    dirs = bed_dirs() if dirs is None else dirs
     secrets = set(extra_secrets)
     for d in dirs:
         secrets |= secrets_in(d)
