@@ -1,4 +1,10 @@
-/* creds.c - the credential list: parse the file, check it, look keys up by access key id. */
+/*
+ * creds.c - the credential list: parse the file, check it, look keys up by access key id.
+ *
+ * Secrets never touch the heap: the file is read into a secmem mapping (left out of core
+ * dumps, wiped when done), and each secret is copied into the list's vault, one more
+ * secmem mapping that creds_destroy() wipes and unmaps (a reload frees the old list).
+ */
 #include "creds.h"
 
 #include <errno.h>
@@ -10,10 +16,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-
 #include "common/conf.h"
 #include "common/xalloc.h"
+#include "signing/secmem.h"
 
 #define CREDS_MAX_FILE (16 * 1024 * 1024) /* far beyond any real key list */
 #define CREDS_MAX_WORDS 8                 /* more than any kind takes */
@@ -22,6 +27,9 @@ struct creds {
     struct creds_entry *entries;     /* sorted by access_key (owned) */
     size_t n;
     const struct creds_entry *store; /* the one store entry (points into entries) */
+    char *vault;                     /* every secret, NUL-terminated (secmem, owned) */
+    size_t vault_size;               /* bytes mapped for the vault (secmem_free) */
+    size_t vault_used;               /* bytes of it taken */
 };
 
 /*
@@ -72,20 +80,11 @@ fail(char *err, size_t errlen, const char *path, int line, const char *fmt, ...)
 }
 
 static void
-wipe_str(char *s)
-{
-    if (s != NULL) {
-        OPENSSL_cleanse(s, strlen(s));
-    }
-}
-
-static void
 entry_free(struct creds_entry *e)
 {
     size_t i;
 
-    wipe_str(e->secret);
-    xfree(&e->secret);
+    e->secret = NULL; /* in the vault: wiped with it */
     xfree(&e->access_key);
     xfree(&e->site);
     for (i = 0; i < e->nbuckets; i++) {
@@ -113,7 +112,25 @@ creds_destroy(struct creds *c)
         return;
     }
     entries_free(c->entries, c->n);
+    secmem_free(c->vault, c->vault_size);
     free(c);
+}
+
+/* A copy of S in C's vault, or NULL if the vault is full (it is sized to the file, which
+ * holds every secret with at least one byte after it, so that would be a bug). */
+static char *
+vault_strdup(struct creds *c, const char *s)
+{
+    size_t len = strlen(s) + 1;
+    char *out;
+
+    if (len > c->vault_size - c->vault_used) {
+        return NULL;
+    }
+    out = c->vault + c->vault_used;
+    memcpy(out, s, len);
+    c->vault_used += len;
+    return out;
 }
 
 /* Access keys travel in "Credential=AKID/date/...": printable ASCII without separators. */
@@ -177,10 +194,11 @@ parse_buckets(struct creds_entry *e, const char *list)
     }
 }
 
-/* Parses one non-blank line's words into E; returns 0 or -1 with ERR set. */
+/* Parses one non-blank line's words into E (its secret into C's vault); returns 0 or -1
+ * with ERR set. */
 static int
-parse_entry(struct creds_entry *e, char **w, int n, const char *path, int line, char *err,
-            size_t errlen)
+parse_entry(struct creds *c, struct creds_entry *e, char **w, int n, const char *path, int line,
+            char *err, size_t errlen)
 {
     const struct creds_kind_desc *k = NULL;
     size_t i;
@@ -207,7 +225,10 @@ parse_entry(struct creds_entry *e, char **w, int n, const char *path, int line, 
         return fail(err, errlen, path, line, "empty secret in '%s'", k->usage);
     }
     e->access_key = xstrdup(w[k->key_at]);
-    e->secret = xstrdup(w[k->secret_at]);
+    e->secret = vault_strdup(c, w[k->secret_at]);
+    if (e->secret == NULL) {
+        return fail(err, errlen, path, line, "no room left for the secret (a bug)");
+    }
     if (k->site_at >= 0) {
         if (!valid_name(w[k->site_at], strlen(w[k->site_at]))) {
             return fail(err, errlen, path, line,
@@ -237,30 +258,37 @@ entry_cmp(const void *a, const void *b)
 }
 
 /*
- * Reads the whole of FD into an xmalloc'd buffer with at least one spare byte after the data
- * (never realloc'd in place, so no unwiped copy of a secret is left in freed memory).
- * Returns 0 or an errno value.
+ * Reads the whole of FD into a secmem buffer of *OUTCAP bytes with at least one spare byte
+ * after the data (outgrown buffers are wiped and unmapped, so no stray copy of a secret is
+ * left). Free with secmem_free(*OUT, *OUTCAP). Returns 0 or an errno value.
  */
 static int
-read_all(int fd, char **out, size_t *outlen)
+read_all(int fd, char **out, size_t *outlen, size_t *outcap)
 {
     size_t len = 0, cap = 4096;
-    char *buf = xmalloc(cap);
+    char *buf = secmem_alloc(cap);
     ssize_t n;
 
+    if (buf == NULL) {
+        return errno;
+    }
     for (;;) {
         if (len == cap) {
             char *bigger;
 
             if (cap >= CREDS_MAX_FILE) {
-                OPENSSL_cleanse(buf, len);
-                free(buf);
+                secmem_free(buf, cap);
                 return EFBIG;
             }
-            bigger = xmalloc(cap * 2);
+            bigger = secmem_alloc(cap * 2);
+            if (bigger == NULL) {
+                int e = errno;
+
+                secmem_free(buf, cap);
+                return e;
+            }
             memcpy(bigger, buf, len);
-            OPENSSL_cleanse(buf, len); /* no stray copy of secrets left behind */
-            free(buf);
+            secmem_free(buf, cap);
             buf = bigger;
             cap *= 2;
         }
@@ -271,8 +299,7 @@ read_all(int fd, char **out, size_t *outlen)
         if (n < 0) {
             int e = errno;
 
-            OPENSSL_cleanse(buf, len);
-            free(buf);
+            secmem_free(buf, cap);
             return e;
         }
         if (n == 0) {
@@ -282,6 +309,7 @@ read_all(int fd, char **out, size_t *outlen)
     }
     *out = buf;
     *outlen = len;
+    *outcap = cap;
     return 0;
 }
 
@@ -319,8 +347,8 @@ parse_all(struct creds *c, char *buf, size_t len, const char *path, char *err, s
         }
         memset(&c->entries[c->n], 0, sizeof(c->entries[0]));
         c->n++;
-        if (parse_entry(&c->entries[c->n - 1], w, n < 0 ? CREDS_MAX_WORDS + 1 : n, path, line,
-                        err, errlen) != 0) {
+        if (parse_entry(c, &c->entries[c->n - 1], w, n < 0 ? CREDS_MAX_WORDS + 1 : n, path,
+                        line, err, errlen) != 0) {
             return -1;
         }
         if (c->entries[c->n - 1].kind == CREDS_STORE) {
@@ -407,7 +435,7 @@ creds_load(const char *path, char *err, size_t errlen)
     struct creds *c;
     struct stat st;
     char *buf = NULL;
-    size_t len = 0;
+    size_t len = 0, cap = 0;
     int fd, rc;
 
     fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -431,21 +459,28 @@ creds_load(const char *path, char *err, size_t errlen)
         close(fd);
         return NULL;
     }
-    rc = read_all(fd, &buf, &len);
+    rc = read_all(fd, &buf, &len, &cap);
     close(fd);
     if (rc != 0) {
-        fail(err, errlen, path, 0, "cannot read: %s", strerror(rc));
+        fail(err, errlen, path, 0, "cannot read (in memory kept out of core dumps): %s",
+             strerror(rc));
         return NULL;
     }
     buf[len] = '\0'; /* read_all leaves a spare byte; parse_all relies on it */
 
     c = xcalloc(1, sizeof(*c));
-    rc = parse_all(c, buf, len, path, err, errlen);
+    c->vault_size = secmem_size(len + 1); /* every secret and its NUL fits in the file's size */
+    c->vault = secmem_alloc(c->vault_size);
+    if (c->vault == NULL) {
+        rc = fail(err, errlen, path, 0, "cannot map memory kept out of core dumps: %s",
+                  strerror(errno));
+    } else {
+        rc = parse_all(c, buf, len, path, err, errlen);
+    }
     if (rc == 0) {
         rc = index_entries(c, path, err, errlen);
     }
-    OPENSSL_cleanse(buf, len + 1);
-    free(buf);
+    secmem_free(buf, cap);
     if (rc != 0) {
         creds_destroy(c);
         return NULL;

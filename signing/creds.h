@@ -16,6 +16,7 @@
  *   site    a key peer site SITE_ID signs its replica writes with, here
  *   peer    the key this site signs with at peer SITE_ID (that site's "site" line for us)
  *
+ * Secrets are kept in memory that core dumps leave out (signing/secmem.h), never on the heap.
  * Access keys are unique across all kinds. A site may have two 'site' keys at once (its key
  * rotating: README "Rotating a site key"), but only one 'peer' key. The file must not be
  * readable or writable by group or others. Secrets never appear in error messages, and are wiped from memory when freed.
@@ -36,7 +37,7 @@ enum creds_kind {
 
 struct creds_entry {
     char *access_key;     /* AWS-style access key id (owned) */
-    char *secret;         /* secret access key (owned; wiped on destroy) */
+    char *secret;         /* secret access key (in the list's secmem vault; wiped on destroy) */
     char **buckets;       /* client: buckets this key may use, unless all_buckets (owned) */
     size_t nbuckets;
     int all_buckets;      /* client "*"; always 1 for store and site keys */
@@ -56,7 +57,7 @@ struct creds;
  *   "creds.txt: permissions 0644 are too open; run chmod 600 creds.txt"
  */
 struct creds *creds_load(const char *path, char *err, size_t errlen);
-/* Wipes every secret (OPENSSL_cleanse) and frees C. NULL is a no-op. */
+/* Wipes every secret (the vault: secmem_free) and frees C. NULL is a no-op. */
 void creds_destroy(struct creds *c);
 
 /* Lookups: the entry (valid until creds_destroy) or NULL. */

@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 
 #include "common/xalloc.h"
+#include "secmem.h"
 #include "uri.h"
 
 const char sigv4_err_missing_header[] = "a header listed in SignedHeaders is not in the request";
@@ -332,6 +333,15 @@ hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen, uint
     sha256_once_over(pad, 64, inner, 32, out);
     OPENSSL_cleanse(k, sizeof(k));
     OPENSSL_cleanse(pad, sizeof(pad));
+    OPENSSL_cleanse(inner, sizeof(inner));
+}
+
+/* The thread's SHA-256 context still holds the state of its last digest: after a key
+ * derivation that state is the derived key itself, so start it afresh. */
+static void
+sha256_scrub(void)
+{
+    (void)sha256_begin();
 }
 
 void
@@ -359,6 +369,7 @@ sigv4_signing_key(struct slice secret, struct slice date8, struct slice region,
     hmac_sha256(k, 32, service.ptr, service.len, k);
     hmac_sha256(k, 32, "aws4_request", 12, out);
     OPENSSL_cleanse(k, sizeof(k));
+    sha256_scrub();
 }
 
 void
@@ -380,12 +391,17 @@ void
 sigv4_key_cache_init(struct sigv4_key_cache *c)
 {
     memset(c, 0, sizeof(*c));
+    c->entries = secmem_alloc(SIGV4_KEY_CACHE_SIZE * sizeof(c->entries[0]));
+    if (c->entries == NULL) {
+        abort(); /* out of memory (or no MADV_DONTDUMP): same policy as xmalloc */
+    }
 }
 
 void
 sigv4_key_cache_deinit(struct sigv4_key_cache *c)
 {
-    OPENSSL_cleanse(c, sizeof(*c));
+    secmem_free(c->entries, SIGV4_KEY_CACHE_SIZE * sizeof(c->entries[0]));
+    memset(c, 0, sizeof(*c));
 }
 
 /* Length-prefixing each field keeps ("ab","c") and ("a","bc") apart. */

@@ -54,7 +54,10 @@ char *sigv4_canonical_request(struct pool *p, const struct sigv4_request *req,
 /* "AWS4-HMAC-SHA256\n<amz_date>\n<scope>\n<hex sha256(canonical_request)>", in pool P. */
 char *sigv4_string_to_sign(struct pool *p, struct slice amz_date, struct slice scope,
                            const char *canonical_request);
-/* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4"+secret, date8), region), service), "aws4_request") */
+/*
+ * kSigning = HMAC(HMAC(HMAC(HMAC("AWS4"+secret, date8), region), service), "aws4_request").
+ * Every intermediate (stack copies, the thread's SHA-256 state) is wiped before returning.
+ */
 void sigv4_signing_key(struct slice secret, struct slice date8, struct slice region,
                        struct slice service, uint8_t out[32]);
 /* hex HMAC-SHA256(KEY, STRING_TO_SIGN) into OUT (64 lowercase hex digits and a NUL). */
@@ -68,6 +71,7 @@ void sigv4_sha256_hex(const void *data, size_t len, char out[65]);
  * Per-thread cache of derived signing keys: no locking, one per worker thread. Entries are
  * keyed by a SHA-256 over (access key, secret, date, region, service), so a rotated secret
  * for the same access key misses and derives a new key; secrets themselves are not stored.
+ * The entries live in a page of their own that core dumps leave out (signing/secmem.h).
  */
 #define SIGV4_KEY_CACHE_SIZE 16
 
@@ -78,14 +82,15 @@ struct sigv4_key_cache_entry {
 };
 
 struct sigv4_key_cache {
-    struct sigv4_key_cache_entry entries[SIGV4_KEY_CACHE_SIZE]; /* small enough to scan */
+    struct sigv4_key_cache_entry *entries; /* SIGV4_KEY_CACHE_SIZE, small enough to scan (secmem) */
     uint64_t tick;   /* bumped on every lookup */
     uint64_t hits;   /* lookups answered from the cache (for stats and tests) */
     uint64_t misses; /* lookups that derived a key */
 };
 
+/* Maps the entries (aborts if it cannot: no memory, same policy as xmalloc). */
 void sigv4_key_cache_init(struct sigv4_key_cache *c);
-/* Wipes every key (OPENSSL_cleanse). */
+/* Wipes every key and unmaps the entries (secmem_free). */
 void sigv4_key_cache_deinit(struct sigv4_key_cache *c);
 /*
  * sigv4_key_cache_get - the derived key for these inputs, derived and stored on a miss

@@ -267,7 +267,7 @@ main(void)
     {
         struct sigv4_key_cache c;
         const uint8_t *k1, *k2;
-        int all_ok = 1, wiped = 1;
+        int all_ok = 1;
         char region[16];
 
         sigv4_key_cache_init(&c);
@@ -313,14 +313,8 @@ main(void)
         }
         ok(all_ok, "every answer under churn is the right key");
         sigv4_key_cache_deinit(&c);
-        for (i = 0; i < SIGV4_KEY_CACHE_SIZE; i++) {
-            size_t j;
-
-            for (j = 0; j < 32; j++) {
-                wiped &= c.entries[i].key[j] == 0;
-            }
-        }
-        ok(wiped, "deinit wipes the keys");
+        ok(c.entries == NULL && c.hits == 0,
+           "deinit drops the keys (wiped: tests/unit/signing/secmem.c)");
     }
 
     /* sign_slice and sign agree; sha256 helper */
