@@ -535,6 +535,7 @@ static const struct conf_cmd proxy_conf_cmds[] = {
     CONF_CMD("lease_wait", conf_set_duration, F(lease_wait_ms), .def = "5s", .min = 0,
              .max = DAY),
     CONF_CMD("site_ca_file", conf_set_string, F(site_ca_file), .flags = CONF_PATH),
+    CONF_CMD("site_plain_http", conf_set_bool, F(site_plain_http), .def = "off"),
     CONF_CMD("bucket_op_timeout", conf_set_duration, F(bucket_op_timeout_ms), .def = "30s",
              .min = 100, .max = DAY),
 
@@ -602,6 +603,20 @@ validate_replication(struct proxy_conf *cf, struct conf_file *f, char *err, size
                            "site_id: '%s' is not among the sites listed with 'site ID URL' (list "
                            "every site of the deployment, this one included)",
                            cf->site_id);
+    }
+    /* bucket-level operations carry this site's key to the others: clear text only when
+     * the operator says the network between the sites is trusted (this site's own URL is
+     * never called, so its scheme does not matter) */
+    for (i = 0; i < cf->nsites && !cf->site_plain_http; i++) {
+        const struct proxy_site *st = &cf->sites[i];
+
+        if (strcmp(st->id, cf->site_id) != 0 && strncmp(st->url, "http://", 7) == 0) {
+            return conf_errorf(f, st->line, err, errlen,
+                               "site: '%s' has a plain http:// URL (%s): bucket operations would "
+                               "reach it unencrypted; use https:// or, on a trusted network "
+                               "only, set 'site_plain_http yes'",
+                               st->id, st->url);
+        }
     }
     if (conf_require(f, "redis", err, errlen) != 0) {
         return -1;

@@ -90,6 +90,7 @@ struct proxy_conf {
     int64_t lease_ms;               /* per-key write lease, renewed while bytes flow */
     int64_t lease_wait_ms;          /* how long a write waits for a busy key (then 503) */
     char *site_ca_file;             /* CA bundle for https site URLs (NULL = system) */
+    int site_plain_http;            /* http:// URLs of other sites allowed (opt-in) */
     int64_t bucket_op_timeout_ms;   /* bucket-level operation at every site, then 503 */
 
     /* upstream: the local S3 store */

@@ -224,6 +224,8 @@ class Deployment:
             d = {"site_id": i, "site": site_lines, "redis": f"127.0.0.1:{redises[i].port}"}
             if tls:
                 d["site_ca_file"] = tls.ca   # bucket-level operations reach the other sites
+            else:
+                d["site_plain_http"] = "yes"
             d.update(self.proxy_directives)
             proxy = bed.Proxy(stores[i].url, store_key=(stores[i].access_key, stores[i].secret),
                               tls=tls or False, directives=d, extra_creds=creds,

@@ -110,7 +110,7 @@ def recording_cost(args, base):
     try:
         directives = {
             "workers": args.workers, "access_log": "off", "log_level": "warn",
-            "site_id": "a", "site": ["a http://127.0.0.1:1", "b http://127.0.0.1:2"],
+            "site_id": "a", "site": ["a http://127.0.0.1:1", "b https://127.0.0.1:2"],
             "redis": f"127.0.0.1:{redis.port}", "bucket_replication": "rec-off off",
         }
         proxy = bed.Proxy(upstream=f"http://127.0.0.1:{sport}", store_key=bench.STORE_KEY,

@@ -665,7 +665,7 @@ test_example(void)
     free(text);
 }
 
-#define SITES "site_id a\nsite a http://127.0.0.1:8001\nsite b http://127.0.0.1:8002\n"
+#define SITES "site_id a\nsite a http://127.0.0.1:8001\nsite b https://127.0.0.1:8002\n"
 
 static void
 test_replication(void)
@@ -707,6 +707,18 @@ test_replication(void)
             "of the deployment, this one included)");
     refused(MINIMAL SITES "site b http://127.0.0.1:9\nredis 127.0.0.1:1\n",
             ":6: site: site 'b' is a duplicate (first listed at line 5)");
+    /* other sites over TLS unless site_plain_http says the network is trusted */
+    refused(MINIMAL SITES "site c http://10.0.0.3:8080\nredis 127.0.0.1:1\n",
+            ":6: site: 'c' has a plain http:// URL (http://10.0.0.3:8080): bucket operations "
+            "would reach it unencrypted; use https:// or, on a trusted network only, set "
+            "'site_plain_http yes'");
+    refused(MINIMAL SITES "site c http://10.0.0.3\nsite_plain_http maybe\n",
+            ":7: site_plain_http: expected on or off, got 'maybe'");
+    cf = load(MINIMAL "site_id a\nsite a http://127.0.0.1:8001\nsite b http://127.0.0.1:8002\n"
+                      "site_plain_http yes\nredis 127.0.0.1:1\n");
+    ok(cf && cf->site_plain_http == 1 && cf->nsites == 2,
+       "site_plain_http yes allows http:// for other sites %s", cf ? "" : err);
+    proxy_conf_unref(cf);
     refused(MINIMAL SITES "redis 127.0.0.1:6390\nbucket_replication photos async b,zz\n",
             ":7: bucket_replication: unknown site 'zz' for bucket 'photos' (sites are declared "
             "with 'site ID URL')");
