@@ -9,7 +9,7 @@ PKGS=(
   ceph-mon ceph-osd radosgw ceph-common
   python3-boto3 python3-pytest awscli s3cmd rclone curl nghttp2-client openssl
   nginx libnginx-mod-http-dav-ext wrk
-  clang libclang-rt-14-dev iproute2 procps psmisc
+  clang libclang-rt-14-dev iproute2 procps psmisc gdb
 )
 missing=()
 for p in "${PKGS[@]}"; do

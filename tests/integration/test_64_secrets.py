@@ -6,7 +6,11 @@ output of the suite holds a secret or a signature.
 Real parts: RGW stores, Redis, s3tee-proxy, s3tee-replicator and the s3tee tool, on
 loopback; the bed's CA signs the proxies' certificate (IP SAN 127.0.0.1).
 """
+import datetime
+import hashlib
+import hmac
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,6 +86,55 @@ def test_owner_only_credentials_are_accepted(tmp_path):
     assert rc == 0, out
     rc, out, _, _ = replicator_check(tmp_path, ["peer b https://127.0.0.1:2"], 0o400)
     assert rc == 0, out
+
+
+# ---------------------------------------------------------------------------------------
+# key material and core dumps
+
+def derived_key(secret, region="us-east-1"):
+    """Today's SigV4 signing key for SECRET, as the proxy and replicator cache it."""
+    def mac(k, m):
+        return hmac.new(k, m.encode(), hashlib.sha256).digest()
+    date8 = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
+    return mac(mac(mac(mac(("AWS4" + secret).encode(), date8), region), "s3"), "aws4_request")
+
+
+def core_of(pid, directory):
+    """A core file of live process PID (gdb's gcore, which leaves out MADV_DONTDUMP pages as
+    the kernel does), read and deleted."""
+    out = Path(directory) / "core"
+    r = subprocess.run(["gcore", "-o", str(out), str(pid)], capture_output=True, text=True,
+                       timeout=120)
+    path = Path(f"{out}.{pid}")
+    assert r.returncode == 0 and path.exists(), r.stdout + r.stderr
+    try:
+        return path.read_bytes()
+    finally:
+        path.unlink()
+
+
+@pytest.mark.skipif(shutil.which("gcore") is None, reason="gdb's gcore is not installed")
+def test_core_dumps_hold_no_key_material(two_sites, tmp_path):
+    """Secrets and the signing keys derived from them stay out of the proxy's and the
+    replicator's core files; the access key ids (heap) are there, so the search works."""
+    d = two_sites
+    a, b = d["a"], d["b"]
+    bucket = make_bucket(d, "core")
+    client(a.proxy.url).put_object(Bucket=bucket, Key="k", Body=b"signed and replicated")
+    wait_for(lambda: get_bytes(store_client(b), bucket, "k") == b"signed and replicated",
+             what="replica")
+    peer_ak, peer_sk = a.replicator.peer_keys["b"]
+    checks = [
+        (a.proxy.pid, a.proxy.access_key, [a.proxy.secret, a.store.secret]),
+        (b.proxy.pid, peer_ak, [peer_sk, b.store.secret]),   # b verified a's replica write
+        (a.replicator.proc.pid, peer_ak, [peer_sk, a.store.secret]),
+    ]
+    for pid, ak, secrets in checks:
+        core = core_of(pid, tmp_path)
+        assert ak.encode() in core, f"pid {pid}: the core lacks even the access key id"
+        for sk in secrets:
+            assert sk.encode() not in core, f"pid {pid}: a secret is in its core file"
+            assert derived_key(sk) not in core, f"pid {pid}: a signing key is in its core"
 
 
 # ---------------------------------------------------------------------------------------
