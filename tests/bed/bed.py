@@ -182,10 +182,18 @@ def sweep_stale():
     for run_dir in BED_TMP.glob("run-*"):
         if _owner_alive(run_dir) or (run_dir / "kept").exists():
             continue
-        for conf in run_dir.glob("**/ceph.conf"):
+        # The lists are taken before acting: rgw-down.sh removes the directory it stops,
+        # and a lazy glob walking into it afterwards raises FileNotFoundError. Another bed
+        # process may be sweeping the same debris at the same moment, hence the OSError.
+        try:
+            confs = list(run_dir.glob("**/ceph.conf"))
+            pidfiles = list(run_dir.glob("**/bed.pid"))
+        except OSError:
+            continue
+        for conf in confs:
             subprocess.run([str(BED_DIR / "rgw-down.sh"), str(conf.parent)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
-        for pidfile in run_dir.glob("**/bed.pid"):
+        for pidfile in pidfiles:
             try:
                 pid = int(pidfile.read_text())
             except (OSError, ValueError):
