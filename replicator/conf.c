@@ -351,6 +351,7 @@ static const struct conf_cmd repl_conf_cmds[] = {
              .max = 100),
     CONF_CMD("trim_interval", conf_set_duration, F(trim_interval_ms), .def = "10s", .min = 100,
              .max = DAY),
+    CONF_CMD("meta_bucket", conf_set_string, F(meta_bucket), .def = "s3tee-meta"),
 
     /* anti-entropy (replicator/resched.c runs tools/resync.c) */
     CONF_CMD("resync_interval", conf_set_duration, F(resync_interval_ms), .def = "0", .min = 0,
@@ -532,6 +533,7 @@ repl_conf_free(struct repl_conf *cf)
     free(cf->resync_buckets);
     free(cf->resync_proxy);
     free(cf->resync_command);
+    free(cf->meta_bucket);
     free(cf);
 }
 

@@ -59,6 +59,7 @@ struct repl_conf {
     int backlog_cap;             /* entries a peer may owe before it is marked for resync; 0 off */
     int backlog_memory_cap;      /* % of Redis maxmemory that marks the largest backlog; 0 off */
     int64_t trim_interval_ms;    /* trim, lag and backlog-cap round */
+    char *meta_bucket;           /* bucket at the store for s3tee's own records (owned) */
 
     /* anti-entropy */
     int64_t resync_interval_ms; /* run resync with every peer this often; 0 = only on rebuild */

@@ -31,7 +31,8 @@
  *                                                                 error --> REDIS_WAIT (1 s, again)
  *
  * Every claim_idle/4 (SETTLE_MIN_MS..SETTLE_MAX_MS): intents dead proxies left are settled
- * (settle.h), on the cq connection.
+ * (settle.h), on the cq connection. Every trim_interval: the stream's entries-added is
+ * compared with the store's copy, to notice a Redis that lost writes (watermark.h).
  *
  * Every trim_interval: XINFO GROUPS, XPENDING (and XRANGE) per group, then XTRIM
  * s3tee:log MINID <the oldest id some group has not acknowledged>; the same round gives
@@ -65,8 +66,10 @@
 #include "queue/stamp.h"
 #include "replicator/apply.h"
 #include "replicator/conf.h"
+#include "replicator/rebuild.h"
 #include "replicator/settle.h"
 #include "replicator/sites.h"
+#include "replicator/watermark.h"
 
 #define STREAM "s3tee:log"
 #define DEAD_STREAM "s3tee:dead"
@@ -188,6 +191,7 @@ struct worker {
     size_t cap;                 /* most entries held per peer */
     struct event *claim_ev;     /* claim_idle/2 tick (owned) */
     struct settle *settle;      /* intents dead proxies left (owned) */
+    struct watermark *wm;       /* lost-writes check (owned) */
     struct event *trim_ev;      /* trim tick (owned) */
     struct event *metrics_ev;   /* metrics tick (owned) */
     struct event *grace_ev;     /* end of the stop grace time (owned) */
@@ -1298,29 +1302,6 @@ trim_next(struct worker *w)
 
 /* --- bounded queue: a peer too far behind is marked for resync -------------------------------- */
 
-/*
- * DESIGN.md: "A peer whose backlog passes a cap is marked 'resync from T': its stream is
- * trimmed, an alarm is raised, and local writes keep succeeding." One script, so the mark
- * and the group's restart are one fact: a peer is never skipped without its mark. T only
- * moves back (an earlier mark not yet cleared by a resync keeps its older T).
- *   KEYS: s3tee:rebuild:<peer>, s3tee:log
- *   ARGV: group, since_ms, now_ms, reason, marking site
- */
-static const char backlog_mark_lua[] =
-    "local since = tonumber(ARGV[2])\n"
-    "local cur = redis.call('GET', KEYS[1])\n"
-    "if cur then\n"
-    "  local ok, old = pcall(cjson.decode, cur)\n"
-    "  if ok and type(old) == 'table' and tonumber(old.since_ms) and tonumber(old.since_ms) < since then\n"
-    "    since = tonumber(old.since_ms)\n"
-    "  end\n"
-    "end\n"
-    "redis.call('SET', KEYS[1], cjson.encode({since_ms = since, marked_ms = tonumber(ARGV[3]),\n"
-    "  reason = ARGV[4], marked_by = ARGV[5]}))\n"
-    "pcall(redis.call, 'XGROUP', 'DESTROY', KEYS[2], ARGV[1])\n"
-    "redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[1], '$', 'MKSTREAM')\n"
-    "return since\n";
-
 struct backlog_mark {
     struct worker *w;
     size_t peer;        /* index in w->peers */
@@ -1328,7 +1309,7 @@ struct backlog_mark {
 };
 
 static void
-on_backlog_marked(void *arg, const char *errstr, redisReply *r)
+on_backlog_marked(void *arg, const char *errstr, int64_t since_ms)
 {
     struct backlog_mark *m = arg;
     struct rpeer *p = &m->w->peers[m->peer];
@@ -1342,9 +1323,8 @@ on_backlog_marked(void *arg, const char *errstr, redisReply *r)
                  m->reason, errstr);
     } else {
         char since[TIMEUTIL_ISO_LEN];
-        long long since_ms = r != NULL && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
 
-        timeutil_iso8601((int64_t)since_ms, since);
+        timeutil_iso8601(since_ms, since);
         p->marked_ms = timeutil_now_ms();
         log_error("worker", "ALARM peer %s marked for resync from %s: %s; its queue was dropped "
                             "so Redis stays bounded (key s3tee:rebuild:%s); local writes go on. "
@@ -1354,37 +1334,24 @@ on_backlog_marked(void *arg, const char *errstr, redisReply *r)
     free(m);
 }
 
+/*
+ * DESIGN.md: "A peer whose backlog passes a cap is marked 'resync from T': its stream is
+ * trimmed, an alarm is raised, and local writes keep succeeding." T is the peer's oldest
+ * unacknowledged write; its group restarts at the stream's end (rebuild.h).
+ */
 static void
 backlog_mark(struct worker *w, size_t i, const char *reason)
 {
     struct rpeer *p = &w->peers[i];
     struct backlog_mark *m = xcalloc(1, sizeof(*m));
-    char key[128], since[24], now[24];
-    const char *argv[10];
-    size_t len[10], k;
 
     m->w = w;
     m->peer = i;
     snprintf(m->reason, sizeof(m->reason), "%s", reason);
-    snprintf(key, sizeof(key), "s3tee:rebuild:%s", p->site->id);
-    snprintf(since, sizeof(since), "%lld",
-             (long long)(p->oldest_ms > 0 ? p->oldest_ms : timeutil_now_ms()));
-    snprintf(now, sizeof(now), "%lld", (long long)timeutil_now_ms());
-    argv[0] = "EVAL";
-    argv[1] = backlog_mark_lua;
-    argv[2] = "2";
-    argv[3] = key;
-    argv[4] = STREAM;
-    argv[5] = p->group;
-    argv[6] = since;
-    argv[7] = now;
-    argv[8] = m->reason;
-    argv[9] = w->cf->site_id;
-    for (k = 0; k < 10; k++) {
-        len[k] = strlen(argv[k]);
-    }
     p->backlog = 0; /* not again before the next round has measured it afresh */
-    if (queue_command_argv(w->cq, 10, argv, len, on_backlog_marked, m) != 0) {
+    if (rebuild_mark(w->cq, p->site->id, w->cf->site_id,
+                     p->oldest_ms > 0 ? p->oldest_ms : timeutil_now_ms(), m->reason, 1,
+                     on_backlog_marked, m) != 0) {
         free(m);
     }
 }
@@ -1666,6 +1633,7 @@ worker_create(struct event_base *evb, const struct repl_conf *cf)
         TAILQ_INIT(&p->ready);
     }
     w->settle = settle_create(evb, w->cq, &w->sites->store, settle_interval_ms(cf));
+    w->wm = watermark_create(evb, w->cq, &w->sites->store, cf);
     w->claim_ev = event_new(evb, -1, EV_PERSIST, on_claim_tick, w);
     w->trim_ev = event_new(evb, -1, EV_PERSIST, on_trim_tick, w);
     w->metrics_ev = event_new(evb, -1, EV_PERSIST, on_metrics_tick, w);
@@ -1686,6 +1654,7 @@ worker_start(struct worker *w)
     arm(w->claim_ev, w->cf->claim_idle_ms / 2 > 0 ? w->cf->claim_idle_ms / 2 : 1);
     arm(w->trim_ev, w->cf->trim_interval_ms);
     settle_start(w->settle);
+    watermark_start(w->wm);
     if (w->cf->metrics_file != NULL) {
         arm(w->metrics_ev, METRICS_INTERVAL_MS);
         write_metrics(w);
@@ -1777,6 +1746,7 @@ worker_stop(struct worker *w, int64_t grace_ms, worker_stopped_cb cb, void *arg)
     evtimer_del(w->trim_ev);
     evtimer_del(w->metrics_ev);
     settle_stop(w->settle);
+    watermark_stop(w->wm);
     for (i = 0; i < w->npeers; i++) {
         evtimer_del(w->peers[i].retry_ev);
     }
@@ -1812,6 +1782,7 @@ worker_destroy(struct worker *w)
     w->destroying = 1;
     queue_destroy(w->cq); /* XACK / XADD callbacks run now and free their entries */
     settle_destroy(w->settle);
+    watermark_destroy(w->wm);
     for (i = 0; i < w->npeers; i++) {
         queue_destroy(w->peers[i].rq);
     }

@@ -111,6 +111,7 @@ check_defaults(const struct repl_conf *cf, const char *what)
        "%s: claim_idle 60s, command_timeout 2s, transfer_timeout 60s", what);
     ok(cf->backlog_cap == 1000000 && cf->backlog_memory_cap == 80 && cf->trim_interval_ms == 10000,
        "%s: backlog_cap 1000000, backlog_memory_cap 80%%, trim_interval 10s", what);
+    ok(streq(cf->meta_bucket, "s3tee-meta"), "%s: meta_bucket s3tee-meta", what);
     gethostname(host, sizeof(host));
     host[sizeof(host) - 1] = '\0';
     snprintf(consumer, sizeof(consumer), "%s-%ld", host, (long)getpid());
@@ -196,6 +197,7 @@ test_every_directive(void)
               "backlog_cap 0\n"
               "backlog_memory_cap 95\n"
               "trim_interval 500ms\n"
+              "meta_bucket ops-meta\n"
               "log_level debug\n"
               "error_log /tmp/r.log\n"
               "pid_file /tmp/r.pid\n"
@@ -225,8 +227,9 @@ test_every_directive(void)
     ok(cf->claim_idle_ms == 5000 && streq(cf->consumer, "replicator-1") &&
            cf->command_timeout_ms == 500 && cf->transfer_timeout_ms == 10000,
        "claim_idle, consumer, timeouts");
-    ok(cf->backlog_cap == 0 && cf->backlog_memory_cap == 95 && cf->trim_interval_ms == 500,
-       "backlog caps, trim interval");
+    ok(cf->backlog_cap == 0 && cf->backlog_memory_cap == 95 && cf->trim_interval_ms == 500 &&
+           streq(cf->meta_bucket, "ops-meta"),
+       "backlog caps, trim interval, meta bucket");
     ok(streq(cf->log_level, "debug") && streq(cf->error_log, "/tmp/r.log") &&
            streq(cf->pid_file, "/tmp/r.pid") && streq(cf->metrics_file, "/tmp/r.json"),
        "process settings");

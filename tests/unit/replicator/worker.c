@@ -3,6 +3,8 @@
 #include "replicator/apply.c"
 #include "replicator/settle.c"
 #include "replicator/sites.c"
+#include "replicator/watermark.c"
+#include "replicator/rebuild.c"
 
 #include "test.h"
 
