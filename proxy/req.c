@@ -130,6 +130,13 @@ struct req {
     unsigned copy_rewrite : 1;        /* CopyObject with COPY directive, sent as REPLACE */
     unsigned multi_delete : 1;        /* DeleteObjects: each deleted key recorded after */
     unsigned is_complete : 1;         /* CompleteMultipartUpload */
+    unsigned list_filter : 1;         /* ListBuckets for a bucket-limited key: answer filtered */
+    unsigned held_truncated : 1;      /* the store's answer passed REQ_HELD_MAX */
+
+    /* ListBuckets for a key limited to some buckets: the names it may see (pool copies; the
+     * credentials may be reloaded while the store answers) */
+    char **list_allowed;
+    size_t nlist_allowed;
 
     /* auxiliary store request (copy source HEAD, ListParts) */
     struct upstream_xfer *aux;        /* live auxiliary transfer, NULL when none */
@@ -613,6 +620,17 @@ authenticate(struct req *r, struct auth_out *ao)
     if (r->addr.bucket.len > 0 && !creds_bucket_allowed(ce, r->addr.bucket)) {
         fail(r, S3ERR_ACCESS_DENIED, NULL);
         return -1;
+    }
+    if (r->addr.op == S3_OP_LIST_BUCKETS && !ce->all_buckets) {
+        /* the store answers for its whole account; this key sees only its own buckets */
+        size_t i;
+
+        r->list_filter = 1;
+        r->list_allowed = pool_alloc(&r->pool, (ce->nbuckets + 1) * sizeof(char *));
+        for (i = 0; i < ce->nbuckets; i++) {
+            r->list_allowed[i] = pool_strndup(&r->pool, ce->buckets[i], strlen(ce->buckets[i]));
+        }
+        r->nlist_allowed = ce->nbuckets;
     }
     if (!ce->all_buckets && find_hdr(r, "x-amz-copy-source") != NULL) {
         /* a copy reads its source bucket: the key must be allowed that one too */
@@ -2690,6 +2708,79 @@ xfer_on_header(void *arg, struct slice name, struct slice value)
     add_resp_header(r, name, value);
 }
 
+/* Store answers held back (write results, bucket lists) are XML of a few KiB; this bounds them. */
+#define REQ_HELD_MAX (4 * 1024 * 1024)
+
+static int
+list_bucket_allowed(const struct req *r, struct slice name)
+{
+    size_t i;
+
+    for (i = 0; i < r->nlist_allowed; i++) {
+        if (slice_eq(name, slice_cstr(r->list_allowed[i]))) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ListBuckets answered for a bucket-limited key: drop the <Bucket> elements of buckets it may
+ * not use (AWS shows an IAM user limited by policy only what it may list; the store's account
+ * would otherwise leak every bucket name). Anything that is not a 200 list passes as it is. An
+ * answer too large to hold is refused rather than passed unfiltered. */
+static void
+list_buckets_filter(struct req *r)
+{
+    size_t n = r->held ? evbuffer_get_length(r->held) : 0, pos = 0, kept_to = 0;
+    const char *xml;
+    struct evbuffer *out;
+    struct slice body, el;
+    int dropped = 0;
+
+    if (r->status != 200) {
+        return;
+    }
+    if (r->held_truncated) {
+        log_error("req", "%s ListBuckets answer from the store passed %d bytes; refused rather "
+                         "than shown unfiltered to access_key=%s",
+                  r->id, REQ_HELD_MAX, r->access_key);
+        evbuffer_drain(r->held, n);
+        fail(r, S3ERR_INTERNAL_ERROR, "The bucket list is too large to filter for this key.");
+        return;
+    }
+    xml = n ? (const char *)evbuffer_pullup(r->held, (ev_ssize_t)n) : "";
+    body = slice_make(xml, n);
+    out = evbuffer_new();
+    if (out == NULL) {
+        return;
+    }
+    for (;;) {
+        size_t start, np = 0;
+        const char *open = memmem(xml + pos, n - pos, "<Bucket>", 8);
+        struct slice name;
+
+        if (open == NULL || xml_text(body, "<Bucket>", "</Bucket>", &pos, &el) != 0) {
+            break;
+        }
+        start = (size_t)(open - xml);
+        if (xml_text(el, "<Name>", "</Name>", &np, &name) == 0 &&
+            list_bucket_allowed(r, xml_unescape(&r->pool, name))) {
+            continue;
+        }
+        evbuffer_add(out, xml + kept_to, start - kept_to);
+        kept_to = pos;
+        dropped++;
+    }
+    evbuffer_add(out, xml + kept_to, n - kept_to);
+    evbuffer_free(r->held);
+    r->held = out;
+    r->resp_length = (int64_t)evbuffer_get_length(out);
+    if (dropped > 0) {
+        log_debug("req", "%s ListBuckets for access_key=%s: %d buckets it may not use left out",
+                  r->id, r->access_key, dropped);
+    }
+}
+
 static void
 xfer_on_head(void *arg, int status)
 {
@@ -2697,7 +2788,7 @@ xfer_on_head(void *arg, int status)
 
     r->upstream_us = upstream_first_byte_us(r->xfer);
     touch(r);
-    if (r->began || r->multi_delete || r->bucket_fan) {
+    if (r->began || r->multi_delete || r->bucket_fan || r->list_filter) {
         r->status = status; /* answered after the commit or the peers (send_held) */
         return;
     }
@@ -2714,13 +2805,15 @@ xfer_on_body(void *arg, const char *data, size_t len)
 {
     struct req *r = arg;
 
-    if (r->began || r->multi_delete || r->bucket_fan) {
-        /* answers to writes are small (XML); bounded anyway */
+    if (r->began || r->multi_delete || r->bucket_fan || r->list_filter) {
+        /* answers to writes and bucket lists are small (XML); bounded anyway */
         if (r->held == NULL) {
             r->held = evbuffer_new();
         }
-        if (evbuffer_get_length(r->held) + len <= 4 * 1024 * 1024) {
+        if (evbuffer_get_length(r->held) + len <= REQ_HELD_MAX) {
             evbuffer_add(r->held, data, len);
+        } else {
+            r->held_truncated = 1;
         }
         return 0;
     }
@@ -2758,6 +2851,12 @@ xfer_on_done(void *arg, const char *errstr)
     }
     if (r->bucket_fan && errstr == NULL) {
         bucket_fan_after_store(r); /* the peers next, then the held answer */
+        req_maybe_free(r);
+        return;
+    }
+    if (r->list_filter && errstr == NULL) {
+        list_buckets_filter(r);
+        send_held(r);
         req_maybe_free(r);
         return;
     }

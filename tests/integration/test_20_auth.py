@@ -7,13 +7,14 @@ before keeps its old content. The last test sweeps every proxy log for secrets a
 the signatures sent here.
 """
 
+import re
 import time
 
 import pytest
 from botocore.exceptions import ClientError
 
 import bed
-from lib import awsv4, logscan, s3util
+from lib import awsv4, clients, logscan, s3util
 from lib.rawhttp import RawS3, build
 
 # distinctive secrets, so the log sweep cannot miss one
@@ -249,6 +250,32 @@ def test_key_limited_to_other_buckets(px, pbucket):
         refused_then_served(own, pbucket, data, "GET", 403, "AccessDenied")
     finally:
         own.close()
+
+
+def test_list_buckets_shows_a_limited_key_only_its_buckets(make_proxy, make_bucket):
+    """ListBuckets answers for the store's whole account: a key limited to some buckets sees
+    only those (others' names are not its business), a key with * sees them all, and the
+    answer stays a well-formed ListAllMyBucketsResult with the right Content-Length."""
+    mine, also, theirs = make_bucket("lb-mine"), make_bucket("lb-also"), make_bucket("lb-theirs")
+    p = make_proxy(clients=[(*CLIENT, "*"), (*LIMITED, f"{mine},{also},lb-missing")])
+    limited = RawS3.of(p, access_key=LIMITED[0], secret=LIMITED[1])
+    full = RawS3.of(p, access_key=CLIENT[0], secret=CLIENT[1])
+    try:
+        r = limited.request("GET", "/")
+        assert r.status == 200, r
+        assert int(r.header("content-length")) == len(r.body)
+        names = re.findall(r"<Name>(.*?)</Name>", r.body.decode())
+        assert sorted(names) == sorted([mine, also]), names
+        assert b"<Owner>" in r.body and r.body.rstrip().endswith(b"</ListAllMyBucketsResult>")
+        r = full.request("GET", "/")
+        assert r.status == 200, r
+        assert {mine, also, theirs} <= set(re.findall(r"<Name>(.*?)</Name>", r.body.decode()))
+    finally:
+        limited.close()
+        full.close()
+    # and through a real client (boto3 1.26, this interpreter)
+    c = clients.boto3_client(clients.Endpoint.of(p, access_key=LIMITED[0], secret=LIMITED[1]))
+    assert sorted(b["Name"] for b in c.list_buckets()["Buckets"]) == sorted([mine, also])
 
 
 @pytest.mark.parametrize("source", ["/{b}/secret", "{b}/secret", "%2F{b}%2Fsecret",
