@@ -38,6 +38,7 @@ import time
 
 CHUNK = 64 * 1024          # bytes read at once
 QUEUE_BYTES = 1024 * 1024  # bytes in flight per direction of a connection
+BURST_S = 0.010            # bandwidth credit a late-waking writer may make up, in seconds
 
 
 def _log(msg):
@@ -161,7 +162,10 @@ class _Pipe:
                 return
             bw = p["bandwidth"]
             if bw:
-                start = max(time.monotonic(), sent_at)
+                # a token bucket holding BURST_S of credit: a sleep that ends late (a busy
+                # machine) is made up by the next chunks, else every oversleep is lost and
+                # the link carries well under its cap; never more than BURST_S above it
+                start = max(time.monotonic() - BURST_S, sent_at)
                 sent_at = start + len(data) / bw
                 if start > time.monotonic():
                     time.sleep(start - time.monotonic())
