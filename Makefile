@@ -7,6 +7,7 @@
 #   make demo            two-site demo on loopback
 #   make bench           benchmarks (tests/bench), prints ratios
 #   make bench-repl      replication benchmark: recording cost, lag, replicator objects/s
+#   make bench-wan       replication across an emulated 40 ms WAN: lag, 64 MiB vs a cap, resync
 #   make fuzz            libFuzzer targets (clang, build-fuzz/), FUZZ_SECONDS each (default 60)
 #   make fuzz-replay     fuzz seeds and regression inputs through the targets (also in `make unit`)
 # Dependency rule (include paths): common <- signing, queue <- proxy, replicator.
@@ -58,7 +59,7 @@ endif
 UNIT_SRCS := $(wildcard tests/unit/*/*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 
-.PHONY: all test unit integration deps demo bench bench-repl fuzz fuzz-replay clean format
+.PHONY: all test unit integration deps demo bench bench-repl bench-wan fuzz fuzz-replay clean format
 all: $(BINS)
 
 $(BUILD)/%.o: %.c
@@ -128,6 +129,9 @@ bench: deps all
 
 bench-repl: deps all
 	@ulimit -n 65536; S3TEE_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/repl.py $(BENCH_ARGS)
+
+bench-wan: deps all
+	@ulimit -n 65536; S3TEE_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/wan.py $(BENCH_ARGS)
 
 fuzz: deps
 	@$(MAKE) -f tests/fuzz/Makefile FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60)
