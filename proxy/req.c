@@ -1229,6 +1229,9 @@ repl_decide(struct req *r)
         memcpy(r->vv, vv.ptr, vv.len);
         r->vv[vv.len] = '\0';
         r->role = ROLE_REPLICA;
+        /* a peer's repair (replicator/repair.h) rewrites the index's own stamp into a store
+         * that lost it; only a site key gets this far */
+        r->qw.repair = slice_eq(hdr_value(r, "x-s3tee-repair"), SLICE_LIT("1"));
     } else if (local_recorded(r->addr.op) && s3addr_param(&r->addr, "versionId") == NULL &&
                proxy_conf_repl_mode(r->cf, r->addr.bucket.ptr, r->addr.bucket.len) == REPL_ASYNC) {
         r->role = ROLE_LOCAL;

@@ -53,6 +53,7 @@ static const char *const script_bodies[SC_COUNT] = {
 #define KEY_INTENTS "s3tee:intents"
 #define KEY_LOG "s3tee:log"
 #define KEY_CONFLICTS "s3tee:conflicts"
+#define KEY_REPAIR QUEUE_KEY_REPAIR
 
 struct queue {
     struct rconn *rc;                /* the connection (owned) */
@@ -476,7 +477,7 @@ queue_begin_replica(struct queue *q, const struct queue_write *w, struct slice s
     a[5] = lms;
     a[6] = stamp.ptr;
     a[7] = off;
-    a[8] = w->op == MUT_TAGS ? "tst" : "st";
+    a[8] = w->op == MUT_TAGS ? "tst" : w->repair ? "st=" : "st";
     for (i = 0; i < 9; i++) {
         l[i] = strlen(a[i]);
     }
@@ -570,8 +571,8 @@ queue_commit_local(struct queue *q, const struct queue_write *w, const struct mu
                    queue_done_cb cb, void *arg)
 {
     struct buf idx = {0}, lease = {0}, member = {0};
-    const char *a[6];
-    size_t l[6];
+    const char *a[7];
+    size_t l[7];
     struct call *c;
     int rv;
 
@@ -585,17 +586,19 @@ queue_commit_local(struct queue *q, const struct queue_write *w, const struct mu
     a[1] = lease.p;
     a[2] = KEY_INTENTS;
     a[3] = KEY_LOG;
-    a[4] = w->holder;
-    a[5] = member.p;
+    a[4] = KEY_REPAIR;
+    a[5] = w->holder;
+    a[6] = member.p;
     l[0] = idx.len;
     l[1] = lease.len;
     l[2] = strlen(a[2]);
     l[3] = strlen(a[3]);
     l[4] = strlen(a[4]);
-    l[5] = member.len;
+    l[5] = strlen(a[5]);
+    l[6] = member.len;
     c = call_new(CALL_DONE, arg, "commit_local");
     c->cb.done = cb;
-    rv = commit_call(q, SC_COMMIT_LOCAL, 4, a, l, 6, m, c);
+    rv = commit_call(q, SC_COMMIT_LOCAL, 5, a, l, 7, m, c);
     free(idx.p);
     free(lease.p);
     free(member.p);
@@ -607,8 +610,8 @@ queue_commit_replica(struct queue *q, const struct queue_write *w, const struct 
                      queue_done_cb cb, void *arg)
 {
     struct buf idx = {0}, lease = {0};
-    const char *a[3];
-    size_t l[3];
+    const char *a[4];
+    size_t l[4];
     struct call *c;
     int rv;
 
@@ -619,13 +622,15 @@ queue_commit_replica(struct queue *q, const struct queue_write *w, const struct 
     object_key(&lease, "s3tee:l:", w->bucket, w->key);
     a[0] = idx.p;
     a[1] = lease.p;
-    a[2] = w->holder;
+    a[2] = KEY_REPAIR;
+    a[3] = w->holder;
     l[0] = idx.len;
     l[1] = lease.len;
     l[2] = strlen(a[2]);
+    l[3] = strlen(a[3]);
     c = call_new(CALL_DONE, arg, "commit_replica");
     c->cb.done = cb;
-    rv = commit_call(q, SC_COMMIT_REPLICA, 2, a, l, 3, m, c);
+    rv = commit_call(q, SC_COMMIT_REPLICA, 3, a, l, 4, m, c);
     free(idx.p);
     free(lease.p);
     return rv;

@@ -74,6 +74,8 @@ struct queue_write {
     int64_t lease_ms;                /* lease length; renew before it runs out */
     enum mutation_op op;             /* what kind of mutation */
     int64_t intent_ttl_ms;           /* local writes: settle the intent after this */
+    int repair;                      /* replica: a repair, which may rewrite the index's own
+                                      * stamp into the store (replicator/repair.h) */
 };
 
 enum queue_verdict {
@@ -125,6 +127,13 @@ int queue_commit_replica(struct queue *q, const struct queue_write *w, const str
                          queue_done_cb cb, void *arg);
 /* The write did not happen (store error, abort): release the lease and drop the intent. */
 int queue_release(struct queue *q, const struct queue_write *w, queue_done_cb cb, void *arg);
+
+/*
+ * Keys whose store copy may hold an older stamp than the index (a write that lost its
+ * lease after the store took it): a sorted set of "<bucket>/<key>", score = when to look
+ * (0: now). The commit scripts add to it; replicator/repair.c checks and repairs.
+ */
+#define QUEUE_KEY_REPAIR "s3tee:repair"
 
 /* A conflict record (notes/replication.md): XADD to s3tee:conflicts. */
 struct queue_conflict {

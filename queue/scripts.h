@@ -169,9 +169,11 @@ static const char script_begin_local[] =
 /*
  * begin_replica
  * KEYS: hlc, index, lease
- * ARGV: now_ms, holder, lease_ms, stamp, max_offset_ms, register ("st", or "tst" for tags)
+ * ARGV: now_ms, holder, lease_ms, stamp, max_offset_ms, register ("st", or "tst" for tags;
+ *       "st=" for a repair, which rewrites the store with the index's own stamp)
  * FUTURE when the stamp's ms > now_ms + max_offset_ms (nothing written). Else the HLC moves
- * up to the stamp; STALE when the stamp is not newer than the register (no lease); BUSY
+ * up to the stamp; STALE when the stamp is not newer than the register (for a repair: older
+ * than it) (no lease); BUSY
  * when another holder has the lease; else the lease is taken: GO.
  */
 static const char script_begin_replica[] =
@@ -188,9 +190,10 @@ static const char script_begin_replica[] =
     "local e = entry(KEYS[2])\n"
     "local owner = redis.call('GET', KEYS[3])\n"
     "if hlc_less(ms, c, ims, ic) then redis.call('SET', KEYS[1], hex) end\n"
-    "local cur = e[2]\n"
+    "local cur, floor = e[2], 0\n"
     "if ARGV[6] == 'tst' then cur = e[7] end\n"
-    "if bcmp(ARGV[4], cur) <= 0 then\n"
+    "if ARGV[6] == 'st=' then floor = -1 end\n"
+    "if bcmp(ARGV[4], cur) <= floor then\n"
     "  return {'STALE', ARGV[4], '', unpack(e)}\n"
     "end\n"
     "if owner and owner ~= ARGV[2] then\n"
@@ -226,15 +229,18 @@ static const char script_check_lease[] =
 
 /*
  * commit_local
- * KEYS: index, lease, intents, log
+ * KEYS: index, lease, intents, log, repair
  * ARGV: holder, intent_member, then the mutation's field/value pairs (mutation_encode)
- * Error reply "S3TEE lease lost" when HOLDER no longer has the lease (nothing written).
+ * Error reply "S3TEE lease lost" when HOLDER no longer has the lease (nothing written but
+ * the key in the repair set: the store took this write, and another writer may have
+ * committed in between, so the store may now hold an older stamp than the index).
  * Else updates the index (put: data and tags; delete: data, tags cleared; tags: tags only),
  * XADDs the pairs to the log, ZREMs the intent, DELs the lease. Returns the stream id.
  */
 static const char script_commit_local[] =
     SCRIPT_PRELUDE
     "if redis.call('GET', KEYS[2]) ~= ARGV[1] then\n"
+    "  redis.call('ZADD', KEYS[5], 'NX', 0, string.sub(KEYS[1], 9))\n"
     "  return redis.error_reply('S3TEE lease lost')\n"
     "end\n"
     "local f = fields(ARGV, 3)\n"
@@ -247,10 +253,12 @@ static const char script_commit_local[] =
 
 /*
  * commit_replica
- * KEYS: index, lease
+ * KEYS: index, lease, repair
  * ARGV: holder, then the mutation's field/value pairs
  * Updates each register (data, tags) only where the stamp is newer than the index's, DELs
- * the lease when HOLDER's, never XADDs. Returns 1 when the mutation's register changed.
+ * the lease when HOLDER's, never XADDs. Returns 1 when the mutation's register changed;
+ * else (a write that took the lease at begin_replica but lost it before this, or a repair
+ * rewriting the index's own stamp) the key goes to the repair set, to be checked.
  */
 static const char script_commit_replica[] =
     SCRIPT_PRELUDE
@@ -259,6 +267,7 @@ static const char script_commit_replica[] =
     "local applied = index_apply(KEYS[1], f, true)\n"
     "if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end\n"
     "if applied then return 1 end\n"
+    "redis.call('ZADD', KEYS[3], 'NX', 0, string.sub(KEYS[1], 9))\n"
     "return 0\n";
 
 /*

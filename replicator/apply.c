@@ -427,7 +427,7 @@ void
 apply_peer_request(struct pool *p, const struct mutation *m, enum apply_step step,
                    const struct apply_peer_args *args, struct sites_request *out)
 {
-    struct sigv4_header *h = pool_alloc(p, sizeof(*h) * (args->nmeta + 8));
+    struct sigv4_header *h = pool_alloc(p, sizeof(*h) * (args->nmeta + 9));
     const char *uid = args->upload_id ? uri_encode_pool(p, slice_cstr(args->upload_id), 0) : "";
     size_t n = 0, i;
 
@@ -489,6 +489,9 @@ apply_peer_request(struct pool *p, const struct mutation *m, enum apply_step ste
     if (m->op == MUT_PUT) {
         /* a PUT sets data and tags together: the tags it carries have the data stamp */
         h[n++] = (struct sigv4_header){SLICE_LIT("x-s3tee-tag-stamp"), m->stamp};
+    }
+    if (args->repair) {
+        h[n++] = (struct sigv4_header){SLICE_LIT("x-s3tee-repair"), SLICE_LIT("1")};
     }
     out->headers = h;
     out->nheaders = n;
@@ -822,6 +825,7 @@ start_dst(struct apply *a, enum apply_step stp, int64_t body_len, struct slice m
     pa.meta = a->meta;
     pa.nmeta = a->nmeta;
     pa.body = mem;
+    pa.repair = a->ctx->repair;
     a->mem = mem;
     a->body_len = mem.ptr != NULL ? (int64_t)mem.len : body_len;
     a->sent = 0;

@@ -54,6 +54,8 @@ struct apply_ctx {
     struct event_base *evb;      /* the loop */
     struct site *store;          /* the local store */
     int64_t transfer_timeout_ms; /* no progress for this long fails the apply */
+    int repair;                  /* the writes are repairs (x-s3tee-repair: the receiving
+                                  * proxy rewrites its index's own stamp; repair.h) */
 };
 
 /*
@@ -120,6 +122,7 @@ struct apply_peer_args {
     const struct sigv4_header *meta; /* PUT, CREATE: object headers read from the store */
     size_t nmeta;                    /* entries in meta */
     struct slice body;               /* COMPLETE, PUT_TAGS: the in-memory body */
+    int repair;                      /* add x-s3tee-repair: 1 */
 };
 
 /*

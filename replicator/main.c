@@ -86,7 +86,7 @@ reload_creds(struct app *app)
         log_error("main", "credentials reload refused, keeping the running keys: %s", err);
         return;
     }
-    sites_rekey(worker_sites(app->w), app->cf);
+    worker_rekey(app->w); /* the sites and the repairer sign with the new keys */
     creds_destroy(old);
     log_info("main", "credentials reloaded from %s (%zu keys)", app->cf->credentials_file,
              creds_count(app->cf->creds));

@@ -67,6 +67,7 @@
 #include "replicator/apply.h"
 #include "replicator/conf.h"
 #include "replicator/rebuild.h"
+#include "replicator/repair.h"
 #include "replicator/settle.h"
 #include "replicator/sites.h"
 #include "replicator/watermark.h"
@@ -191,6 +192,7 @@ struct worker {
     size_t cap;                 /* most entries held per peer */
     struct event *claim_ev;     /* claim_idle/2 tick (owned) */
     struct settle *settle;      /* intents dead proxies left (owned) */
+    struct repair *repair;      /* keys whose store fell behind the index (owned) */
     struct watermark *wm;       /* lost-writes check (owned) */
     struct event *trim_ev;      /* trim tick (owned) */
     struct event *metrics_ev;   /* metrics tick (owned) */
@@ -1633,6 +1635,7 @@ worker_create(struct event_base *evb, const struct repl_conf *cf)
         TAILQ_INIT(&p->ready);
     }
     w->settle = settle_create(evb, w->cq, &w->sites->store, settle_interval_ms(cf));
+    w->repair = repair_create(evb, w->cq, w->sites, cf, settle_interval_ms(cf));
     w->wm = watermark_create(evb, w->cq, &w->sites->store, cf);
     w->claim_ev = event_new(evb, -1, EV_PERSIST, on_claim_tick, w);
     w->trim_ev = event_new(evb, -1, EV_PERSIST, on_trim_tick, w);
@@ -1654,6 +1657,7 @@ worker_start(struct worker *w)
     arm(w->claim_ev, w->cf->claim_idle_ms / 2 > 0 ? w->cf->claim_idle_ms / 2 : 1);
     arm(w->trim_ev, w->cf->trim_interval_ms);
     settle_start(w->settle);
+    repair_start(w->repair);
     watermark_start(w->wm);
     if (w->cf->metrics_file != NULL) {
         arm(w->metrics_ev, METRICS_INTERVAL_MS);
@@ -1746,6 +1750,7 @@ worker_stop(struct worker *w, int64_t grace_ms, worker_stopped_cb cb, void *arg)
     evtimer_del(w->trim_ev);
     evtimer_del(w->metrics_ev);
     settle_stop(w->settle);
+    repair_stop(w->repair);
     watermark_stop(w->wm);
     for (i = 0; i < w->npeers; i++) {
         evtimer_del(w->peers[i].retry_ev);
@@ -1761,6 +1766,13 @@ struct sites *
 worker_sites(struct worker *w)
 {
     return w->sites;
+}
+
+void
+worker_rekey(struct worker *w)
+{
+    sites_rekey(w->sites, w->cf);
+    repair_rekey(w->repair);
 }
 
 void
@@ -1782,6 +1794,7 @@ worker_destroy(struct worker *w)
     w->destroying = 1;
     queue_destroy(w->cq); /* XACK / XADD callbacks run now and free their entries */
     settle_destroy(w->settle);
+    repair_destroy(w->repair);
     watermark_destroy(w->wm);
     for (i = 0; i < w->npeers; i++) {
         queue_destroy(w->peers[i].rq);

@@ -32,6 +32,8 @@ void worker_stop(struct worker *w, int64_t grace_ms, worker_stopped_cb cb, void 
 void worker_destroy(struct worker *w);
 /* W's endpoints (owned by W), for a credentials reload with sites_rekey(). */
 struct sites *worker_sites(struct worker *w);
+/* After repl_conf_reload_creds(): every site and the repairer take the new keys. */
+void worker_rekey(struct worker *w);
 
 /*
  * worker_backoff_ms - "full jitter" backoff for the ATTEMPT-th failure (1-based): a delay

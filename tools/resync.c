@@ -1167,8 +1167,8 @@ setup(struct rs *rs)
         fprintf(stderr, "s3tee resync: peer '%s' is not in %s\n", rs->o.peer, rs->o.conf_path);
         return -1;
     }
-    rs->push_ctx = (struct apply_ctx){rs->evb, &rs->sites->store, rs->cf->transfer_timeout_ms};
-    rs->pull_ctx = (struct apply_ctx){rs->evb, rs->peer, rs->cf->transfer_timeout_ms};
+    rs->push_ctx = (struct apply_ctx){rs->evb, &rs->sites->store, rs->cf->transfer_timeout_ms, 0};
+    rs->pull_ctx = (struct apply_ctx){rs->evb, rs->peer, rs->cf->transfer_timeout_ms, 0};
     if (rs->o.proxy_url != NULL) {
         struct upstream_opts uo;
         const char *host = strstr(rs->o.proxy_url, "://");

@@ -848,6 +848,7 @@ def test_multipart_10000_parts(store, make_redis, pbucket, store_s3):
                   clients=[(*CLIENT, "*")], tls=False, env=ENV,
                   directives={"site_id": "a", "redis": f"127.0.0.1:{redis.port}",
                               "site": ["a http://127.0.0.1:1", "b http://127.0.0.1:2"],
+                              "site_plain_http": "yes",
                               "workers": 2, "log_level": "info"},
                   extra_creds=["site b AKIDT31SITEB secretT31siteB0123456789",
                                "peer b AKIDT31PEERB secretT31peerB0123456789"])

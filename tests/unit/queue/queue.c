@@ -297,6 +297,9 @@ test_begin_commit_local(void)
     ok_str(rsync("XLEN s3tee:log"), "(int)2", "... no log entry");
     ok(strncmp(rsync("HGET s3tee:o:bkt/k1 st"), second, 16) == 0, "... index unchanged");
     ok_str(rsync("ZCARD s3tee:intents"), "(int)1", "... intent kept for a replicator");
+    ok_str(rsync("ZRANGE s3tee:repair 0 -1 WITHSCORES"), "[bkt/k1,0]",
+           "... key in the repair set, due now (the store took a write the index did not)");
+    rsync("DEL s3tee:repair");
     ok_str(release(&w), "ok", "release");
     ok_str(rsync("ZCARD s3tee:intents"), "(int)0", "release drops the intent");
 
@@ -371,6 +374,23 @@ test_replica(void)
     ok_str(rsync("HMGET s3tee:o:bkt/r1 st vv del etag size tst"), want, "index updated");
     ok_str(rsync("XLEN s3tee:log"), "(int)3", "commit_replica does not XADD");
     ok_str(rsync("EXISTS s3tee:l:bkt/r1"), "(int)0", "lease released");
+    ok_str(rsync("EXISTS s3tee:repair"), "(int)0", "an applied replica needs no repair");
+
+    /* the same stamp again: stale, unless it is a repair (the store lost the index's winner) */
+    g = begin_replica(&w, sb, 60000);
+    ok(g.err == NULL && g.res.verdict == QUEUE_STALE, "same stamp again: STALE");
+    w.repair = 1;
+    g = begin_replica(&w, sb, 60000);
+    ok(g.err == NULL && g.res.verdict == QUEUE_GO, "same stamp as a repair: GO");
+    ok_str(commit(0, &w, &m), "ok", "commit_replica of the repair");
+    ok_str(rsync("HMGET s3tee:o:bkt/r1 st vv del etag size tst"), want, "... index unchanged");
+    ok_str(rsync("ZRANGE s3tee:repair 0 -1"), "[bkt/r1]",
+           "... key in the repair set (checked again: cheap, and it proves the repair)");
+    snprintf(want, sizeof(want), "%s", st(N0 + 999, 0, "b"));
+    g = begin_replica(&w, want, 60000);
+    ok(g.err == NULL && g.res.verdict == QUEUE_STALE, "an older stamp as a repair: STALE");
+    w.repair = 0;
+    rsync("DEL s3tee:repair");
 
     wl = wr("r2", "h1", N0, MUT_PUT);
     g = begin_local(q, &wl);

@@ -5,6 +5,7 @@
 #include "replicator/sites.c"
 #include "replicator/watermark.c"
 #include "replicator/rebuild.c"
+#include "replicator/repair.c"
 
 #include "test.h"
 
