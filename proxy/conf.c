@@ -14,6 +14,7 @@
 #include "conf.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -436,6 +437,40 @@ set_bucket_replication(void *obj, const struct conf_cmd *cmd, int argc, char **a
     return NULL;
 }
 
+/*
+ * "conflict_bucket NAME": a bucket of the local store (S3's rules: 3 to 63 of a-z, 0-9,
+ * '.', '-', starting and ending with a letter or digit), or "" for none. The proxy names
+ * it in unencoded paths, so nothing else is accepted.
+ */
+static const char *
+set_conflict_bucket(void *obj, const struct conf_cmd *cmd, int argc, char **argv)
+{
+    struct proxy_conf *cf = obj;
+    const char *s = argv[0];
+    size_t n = strlen(s), i;
+
+    (void)cmd;
+    (void)argc;
+    free(cf->conflict_bucket);
+    cf->conflict_bucket = NULL;
+    if (n == 0) {
+        return NULL; /* off */
+    }
+    if (n < 3 || n > 63 || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[n - 1])) {
+        return "expected a bucket name of 3 to 63 characters from a-z, 0-9, '.' and '-', "
+               "starting and ending with a letter or digit (or \"\" for none)";
+    }
+    for (i = 0; i < n; i++) {
+        if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '.' ||
+              s[i] == '-')) {
+            return "expected a bucket name of 3 to 63 characters from a-z, 0-9, '.' and '-', "
+                   "starting and ending with a letter or digit (or \"\" for none)";
+        }
+    }
+    cf->conflict_bucket = xstrdup(s);
+    return NULL;
+}
+
 static const char *
 set_error_log(void *obj, const struct conf_cmd *cmd, int argc, char **argv)
 {
@@ -538,6 +573,7 @@ static const struct conf_cmd proxy_conf_cmds[] = {
     CONF_CMD("site_plain_http", conf_set_bool, F(site_plain_http), .def = "off"),
     CONF_CMD("bucket_op_timeout", conf_set_duration, F(bucket_op_timeout_ms), .def = "30s",
              .min = 100, .max = DAY),
+    CONF_CMD("conflict_bucket", set_conflict_bucket, 0),
 
     CONF_END,
 };
@@ -586,7 +622,8 @@ validate_replication(struct proxy_conf *cf, struct conf_file *f, char *err, size
     size_t i, j;
 
     if (cf->site_id == NULL) {
-        static const char *const needs_site[] = {"site", "redis", "replication", "bucket_replication"};
+        static const char *const needs_site[] = {"site", "redis", "replication", "bucket_replication",
+                                                 "conflict_bucket"};
 
         for (i = 0; i < sizeof(needs_site) / sizeof(needs_site[0]); i++) {
             if (conf_line_of(f, needs_site[i]) != 0) {
@@ -776,6 +813,7 @@ conf_free(struct proxy_conf *cf)
     free(cf->upstream_region);
     free(cf->upstream_ca_file);
     free(cf->site_ca_file);
+    free(cf->conflict_bucket);
     free(cf->access_log);
     free(cf->error_log);
     free(cf->log_level);

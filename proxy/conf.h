@@ -92,6 +92,7 @@ struct proxy_conf {
     char *site_ca_file;             /* CA bundle for https site URLs (NULL = system) */
     int site_plain_http;            /* http:// URLs of other sites allowed (opt-in) */
     int64_t bucket_op_timeout_ms;   /* bucket-level operation at every site, then 503 */
+    char *conflict_bucket;          /* conflict losers are copied here (NULL = off) */
 
     /* upstream: the local S3 store */
     char *upstream;                 /* base URL "http://127.0.0.1:8000" (owned) */

@@ -10,6 +10,10 @@
  * and the store transfer (until on_done or upstream_abort). req_maybe_free() runs when
  * both have let go.
  *
+ * A replica write that wins a conflict over a write of this site keeps the loser first
+ * (keep.h: a copy in the conflict bucket, or a version of a versioned bucket), between the
+ * queue's go and UPSTREAM; if it cannot, 503 and the peer retries (repl_keep_loser).
+ *
  * The fence: the store only commits a body once it has Content-Length bytes. We hand the
  * store every byte but the last until the whole body verified (payload SHA-256, chunk
  * signatures, trailer checksums, length). On any failure the transfer is aborted, its
@@ -32,6 +36,7 @@
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "proxy/accesslog.h"
+#include "proxy/keep.h"
 #include "proxy/peerop.h"
 #include "proxy/s3addr.h"
 #include "proxy/s3err.h"
@@ -132,11 +137,17 @@ struct req {
     unsigned is_complete : 1;         /* CompleteMultipartUpload */
     unsigned list_filter : 1;         /* ListBuckets for a bucket-limited key: answer filtered */
     unsigned held_truncated : 1;      /* the store's answer passed REQ_HELD_MAX */
+    unsigned conflict : 1;            /* replica write beating a concurrent write of this site */
 
     /* ListBuckets for a key limited to some buckets: the names it may see (pool copies; the
      * credentials may be reloaded while the store answers) */
     char **list_allowed;
     size_t nlist_allowed;
+
+    /* the loser of a conflict, kept before the replica write goes to the store (keep.h) */
+    struct keep *keep;                /* in flight, NULL when none (owned) */
+    struct event *renew_timer;        /* renews the lease while it runs (owned) */
+    char *kept_at;                    /* where the loser is kept, "" nowhere (pool), NULL */
 
     /* auxiliary store request (copy source HEAD, ListParts) */
     struct upstream_xfer *aux;        /* live auxiliary transfer, NULL when none */
@@ -226,7 +237,8 @@ req_log(struct req *r)
 static void
 req_maybe_free(struct req *r)
 {
-    if (r->fe != NULL || r->xfer != NULL || r->aux != NULL || r->qbusy || r->peerop != NULL) {
+    if (r->fe != NULL || r->xfer != NULL || r->aux != NULL || r->qbusy || r->peerop != NULL ||
+        r->keep != NULL) {
         return;
     }
     if (r->began) {
@@ -240,6 +252,9 @@ req_maybe_free(struct req *r)
     }
     if (r->retry_timer != NULL) {
         event_free(r->retry_timer);
+    }
+    if (r->renew_timer != NULL) {
+        event_free(r->renew_timer);
     }
     if (r->capture != NULL) {
         evbuffer_free(r->capture);
@@ -296,8 +311,15 @@ cancel_xfer(struct req *r)
         upstream_abort(r->aux);
         r->aux = NULL;
     }
+    if (r->keep != NULL) {
+        keep_cancel(r->keep);
+        r->keep = NULL;
+    }
     if (r->io_timer != NULL) {
         evtimer_del(r->io_timer);
+    }
+    if (r->renew_timer != NULL) {
+        evtimer_del(r->renew_timer);
     }
 }
 
@@ -1298,6 +1320,84 @@ repl_decide(struct req *r)
     return 0;
 }
 
+/*
+ * A replica write that won (its stamp is higher) over a write of this site it did not
+ * know about (version vectors incomparable): a conflict, and this site, the loser's
+ * origin, is the one that logs it and keeps the loser (notes/replication.md).
+ */
+static int
+repl_is_conflict(const struct req *r)
+{
+    struct vv in, cur;
+    struct stamp cs;
+
+    return r->role == ROLE_REPLICA && r->mop != MUT_TAGS && r->cur.exists &&
+           r->cur.stamp[0] != '\0' && vv_parse(slice_cstr(r->vv), &in) == 0 &&
+           vv_parse(slice_cstr(r->cur.vv), &cur) == 0 && vv_compare(&in, &cur) == VV_CONCURRENT &&
+           stamp_parse(slice_cstr(r->cur.stamp), &cs) == 0 && strcmp(cs.site, r->cf->site_id) == 0;
+}
+
+/* The lease is held while the loser is copied: the copy may take long for a big object. */
+static void
+on_keep_renew(evutil_socket_t fd, short what, void *arg)
+{
+    struct req *r = arg;
+    int64_t every = r->cf->lease_ms / 3;
+    struct timeval tv = {every / 1000, (every % 1000) * 1000};
+
+    (void)fd;
+    (void)what;
+    r->qw.now_ms = timeutil_now_ms();
+    queue_renew_lease(r->w->q, &r->qw, NULL, NULL);
+    evtimer_add(r->renew_timer, &tv);
+}
+
+static void
+on_kept(void *arg, const struct keep_result *res)
+{
+    struct req *r = arg;
+
+    r->keep = NULL;
+    evtimer_del(r->renew_timer);
+    if (r->fe == NULL) {
+        req_maybe_free(r);
+        return;
+    }
+    if (res->outcome == KEEP_FAILED) {
+        /* the peer's replicator retries a 503 until it goes through: the entry waits there */
+        fail(r, S3ERR_SERVICE_UNAVAILABLE,
+             pool_printf(&r->pool, "This write wins a conflict over a write of this site, "
+                                   "which could not be kept (%s). Retry later.",
+                         res->why));
+        req_maybe_free(r);
+        return;
+    }
+    r->kept_at = pool_strndup(&r->pool, res->kept_at, strlen(res->kept_at));
+    continue_start(r);
+}
+
+/* Keeps the loser's bytes (keep.h), then forwards the replica write; 503 if it cannot. */
+static void
+repl_keep_loser(struct req *r)
+{
+    struct keep_args a = {r->addr.bucket, r->addr.key, r->cur.stamp, r->cur.etag,
+                          r->stamp,       r->site_key, r->id};
+    int64_t every = r->cf->lease_ms / 3;
+    struct timeval tv = {every / 1000, (every % 1000) * 1000};
+
+    r->keep = keep_start(r->w->evb, r->w->up, &r->w->keys, r->cf, &a, on_kept, r);
+    if (r->keep == NULL) {
+        fail(r, S3ERR_SERVICE_UNAVAILABLE, "This write wins a conflict over a write of this "
+                                           "site, which could not be kept. Retry later.");
+        req_maybe_free(r);
+        return;
+    }
+    if (r->renew_timer == NULL) {
+        r->renew_timer = evtimer_new(r->w->evb, on_keep_renew, r);
+    }
+    evtimer_add(r->renew_timer, &tv);
+}
+
 static void repl_begin(struct req *r);
 
 static void
@@ -1367,6 +1467,13 @@ on_begin(void *arg, const char *errstr, const struct queue_begin_result *res)
     }
     switch (res->verdict) {
     case QUEUE_GO:
+        if (repl_is_conflict(r)) {
+            r->conflict = 1;
+            if (!r->cur.deleted) {
+                repl_keep_loser(r); /* continue_start() once the loser is kept */
+                return;
+            }
+        }
         continue_start(r);
         return;
     case QUEUE_BUSY:
@@ -1576,18 +1683,15 @@ send_held(struct req *r)
     release_fe(r, 1);
 }
 
-/* Replica write that beat a concurrent local one: the loser's origin (us) logs it once. */
+/* Replica write that beat a concurrent local one: the loser's origin (us) logs it once,
+ * with where the loser was kept (decided before the store was asked: repl_keep_loser). */
 static void
-repl_check_conflict(struct req *r)
+repl_log_conflict(struct req *r)
 {
-    struct vv in, cur;
-    struct stamp cs;
     struct queue_conflict c;
+    const char *kept = r->kept_at != NULL ? r->kept_at : "";
 
-    if (r->role != ROLE_REPLICA || r->mop == MUT_TAGS || !r->cur.exists || r->cur.stamp[0] == '\0' ||
-        vv_parse(slice_cstr(r->vv), &in) != 0 || vv_parse(slice_cstr(r->cur.vv), &cur) != 0 ||
-        vv_compare(&in, &cur) != VV_CONCURRENT || stamp_parse(slice_cstr(r->cur.stamp), &cs) != 0 ||
-        strcmp(cs.site, r->cf->site_id) != 0) {
+    if (!r->conflict) {
         return;
     }
     memset(&c, 0, sizeof(c));
@@ -1598,11 +1702,12 @@ repl_check_conflict(struct req *r)
     c.winner_etag = hdr_value(r, "x-s3tee-origin-etag");
     c.loser_etag = slice_cstr(r->cur.deleted ? "" : r->cur.etag);
     c.loser_size = r->cur.deleted ? 0 : r->cur.size;
-    c.kept_at = SLICE_LIT("");
+    c.kept_at = slice_cstr(kept);
     log_warn("repl", "conflict bucket=%.*s key=%.*s: write %s from site %s wins over concurrent "
-                     "local %s %s (etag %s); recorded in the conflict log",
+                     "local %s %s (etag %s); recorded in the conflict log, loser kept at %s",
              SLICE_ARGS(r->addr.bucket), SLICE_ARGS(r->addr.key), r->stamp, r->site_key,
-             r->cur.deleted ? "delete" : "write", r->cur.stamp, r->cur.etag);
+             r->cur.deleted ? "delete" : "write", r->cur.stamp, r->cur.etag,
+             kept[0] ? kept : (r->cur.deleted ? "- (a delete has no bytes)" : "- (nowhere)"));
     queue_log_conflict(r->w->q, &c, NULL, NULL);
 }
 
@@ -1622,7 +1727,7 @@ on_commit(void *arg, const char *errstr)
         req_maybe_free(r);
         return;
     }
-    repl_check_conflict(r);
+    repl_log_conflict(r);
     send_held(r);
     req_maybe_free(r);
 }
@@ -2605,6 +2710,9 @@ req_body_end(struct req *r)
             req_maybe_free(r);
             return;
         }
+    }
+    if (r->began && r->keep != NULL) {
+        return; /* the loser is being kept: continue_start() runs the fence after it */
     }
     if (r->began) {
         repl_fence(r); /* body_verified once the lease is confirmed */

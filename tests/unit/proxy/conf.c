@@ -699,6 +699,29 @@ test_replication(void)
     proxy_conf_unref(cf);
     refused(MINIMAL SITES "redis 127.0.0.1:6390\nsite_ca_file /nonexistent/ca.pem\n",
             ":7: site_ca_file: cannot read '/nonexistent/ca.pem': No such file or directory");
+    cf = load(MINIMAL SITES "redis 127.0.0.1:6390\n");
+    ok(cf && cf->conflict_bucket == NULL, "no conflict bucket by default");
+    proxy_conf_unref(cf);
+    cf = load(MINIMAL SITES "redis 127.0.0.1:6390\nconflict_bucket losers-a.1\n");
+    ok(cf && streq(cf->conflict_bucket, "losers-a.1"), "conflict_bucket set");
+    proxy_conf_unref(cf);
+    cf = load(MINIMAL SITES "redis 127.0.0.1:6390\nconflict_bucket \"\"\n");
+    ok(cf && cf->conflict_bucket == NULL, "conflict_bucket \"\" is off");
+    proxy_conf_unref(cf);
+    refused(MINIMAL SITES "redis 127.0.0.1:6390\nconflict_bucket Losers\n",
+            ":7: conflict_bucket: expected a bucket name of 3 to 63 characters from a-z, 0-9, "
+            "'.' and '-', starting and ending with a letter or digit (or \"\" for none)"
+            ", got 'Losers'");
+    refused(MINIMAL SITES "redis 127.0.0.1:6390\nconflict_bucket ab\n",
+            ":7: conflict_bucket: expected a bucket name of 3 to 63 characters from a-z, 0-9, "
+            "'.' and '-', starting and ending with a letter or digit (or \"\" for none)"
+            ", got 'ab'");
+    refused(MINIMAL SITES "redis 127.0.0.1:6390\nconflict_bucket a/b/c\n",
+            ":7: conflict_bucket: expected a bucket name of 3 to 63 characters from a-z, 0-9, "
+            "'.' and '-', starting and ending with a letter or digit (or \"\" for none)"
+            ", got 'a/b/c'");
+    refused(MINIMAL "conflict_bucket losers\n",
+            ":3: conflict_bucket: replication needs site_id (this site's id) as well");
     refused(MINIMAL SITES "redis 127.0.0.1:6390\nbucket_op_timeout 1ms\n",
             ":7: bucket_op_timeout: expected a duration from 100ms to 1d, got '1ms'");
     refused(MINIMAL "site_id c\nsite a http://127.0.0.1:8001\nsite b http://127.0.0.1:8002\n"
