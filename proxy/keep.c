@@ -88,9 +88,11 @@ finish(struct keep *k, enum keep_outcome o, const char *kept_at, const char *why
                  res.kept_at);
         break;
     case KEEP_NOT_KEPT:
-        log_error("keep", "%s conflict " WHO_FMT "; the loser's bytes are NOT kept (conflict "
-                          "bucket %s): %s; the replica write goes ahead",
-                  k->a.req_id, WHO_ARGS(k), cb, res.why);
+        /* without a conflict bucket the operator chose not to keep losers: a warning */
+        log_msg(k->cf->conflict_bucket ? LOG_ERROR : LOG_WARN, "keep",
+                "%s conflict " WHO_FMT "; the loser's bytes are NOT kept (conflict bucket %s): "
+                "%s; the replica write goes ahead",
+                k->a.req_id, WHO_ARGS(k), cb, res.why);
         break;
     case KEEP_FAILED:
         log_error("keep", "%s conflict " WHO_FMT "; could not keep the loser in conflict bucket "

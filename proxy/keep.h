@@ -22,7 +22,7 @@
  * waiting would not help (the bytes are not there, or cannot be copied by CopyObject): the
  * write goes ahead and the conflict record says the loser was not kept. Every outcome but
  * KEEP_COPIED and KEEP_VERSIONED is logged here as an ERROR naming the bucket, key, sites
- * and conflict bucket.
+ * and conflict bucket (a WARN when no conflict bucket is configured: the operator's choice).
  *
  * Requests are signed with the store key (upsign) and sent on the worker's store
  * connections. Everything in the arguments is copied; the conf and the key cache must
