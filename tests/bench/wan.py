@@ -23,7 +23,9 @@ same run, on the same machine:
     time = b's log of the replica PUT minus the client's acknowledgement. Baseline: the
     same file PUT by curl straight to site b's proxy through the same capped relay (a
     bucket with replication off, so nothing travels back), i.e. what one connection over
-    that link carries with the same relay, TLS and store.
+    that link carries with the same relay, TLS and store. And the relay alone: the file
+    sent through a fresh relay with the same latency and cap to a sink that only counts
+    (what the Python relay itself carries on this machine).
  3. Resync compare. N keys (100,000; --quick 10,000) with identical small bodies written
     directly into both stores (around s3tee: no replication traffic), then
     `s3tee resync --dry-run` at site a against peer b, whose listing crosses the WAN.
@@ -59,6 +61,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent / "bed"))
 import bed  # noqa: E402
 import sites as sitesmod  # noqa: E402
+import wan as wanlink  # noqa: E402  (tests/bed/wan.py: the bed's dir comes first on the path)
 
 ONE_WAY_S = 0.020            # per direction: 40 ms RTT
 CAP_BPS = 12_500_000         # 100 Mbit/s in bytes per second
@@ -379,6 +382,44 @@ def curl_put(url, path, key, src, ca=None):
     return float(fields[1])
 
 
+def raw_relay(src):
+    """Seconds to carry the file through a fresh Relay with the bench's latency and cap to a
+    sink that only counts (no TLS, no proxy, no store), until the sink's answer is back."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    got = [0]
+
+    def sink():
+        c, _ = lsock.accept()
+        with c:
+            while True:
+                b = c.recv(1 << 16)
+                if not b:
+                    break
+                got[0] += len(b)
+            c.sendall(b"ok")
+
+    t = threading.Thread(target=sink)
+    t.start()
+    relay = wanlink.Relay(lsock.getsockname()[1], name="raw").start()
+    try:
+        relay.set(latency=ONE_WAY_S, bandwidth=CAP_BPS)
+        t0 = time.monotonic()
+        with socket.create_connection(("127.0.0.1", relay.port)) as c, open(src, "rb") as f:
+            c.sendfile(f)
+            c.shutdown(socket.SHUT_WR)
+            answer = c.recv(16)
+        took = time.monotonic() - t0
+    finally:
+        relay.stop()
+        t.join(30)
+        lsock.close()
+    if answer != b"ok" or got[0] != LARGE:
+        raise BenchError(f"raw relay transfer: sink got {got[0]} bytes, answered {answer!r}")
+    return took
+
+
 def throughput(args, d, base):
     a, b = d["a"], d["b"]
     for s in (a, b):
@@ -388,6 +429,9 @@ def throughput(args, d, base):
     with open(src, "wb") as f:                 # 1 MiB at a time: never 64 MiB in memory
         for _ in range(LARGE >> 20):
             f.write(os.urandom(1 << 20))
+    raw_s = [raw_relay(src) for _ in range(args.large_objects)]
+    say("throughput: raw bytes through a relay alone " +
+        ", ".join(f"{t:.2f} s ({LARGE / t / 1e6:.2f} MB/s)" for t in raw_s))
     d.wan.set(bandwidth=CAP_BPS)
     try:
         # baseline: one client connection through the same relay, same TLS, proxy, store
@@ -421,7 +465,10 @@ def throughput(args, d, base):
         d.wan.set(bandwidth=None)
         src.unlink()
     rep, bas = statistics.median(rep_s), statistics.median(base_s)
-    return {"objects": args.large_objects, "replica_s": rep_s, "baseline_s": base_s,
+    raw = statistics.median(raw_s)
+    return {"raw_s": raw_s, "raw_Bps": LARGE / raw, "raw_ratio_cap": LARGE / raw / CAP_BPS,
+            "ratio_raw": raw / rep,
+            "objects": args.large_objects, "replica_s": rep_s, "baseline_s": base_s,
             "replica_Bps": LARGE / rep, "baseline_Bps": LARGE / bas,
             "ratio_cap": LARGE / rep / CAP_BPS, "baseline_ratio_cap": LARGE / bas / CAP_BPS,
             "ratio_baseline": bas / rep, "counters": d.wan.counters()}
@@ -570,6 +617,10 @@ def report(res, args):
                      f"({r['baseline_ratio_cap']:.2f} of the cap)",
                      f"{r['ratio_cap']:.2f} of the cap, {r['ratio_baseline']:.2f} of the baseline",
                      "met" if r["ratio_cap"] >= TARGET_CAP_RATIO else "NOT met"))
+        rows.append(("raw bytes through a relay alone, same latency and cap (median)",
+                     f"{r['raw_Bps'] / 1e6:.2f} MB/s", "-",
+                     f"{r['raw_ratio_cap']:.2f} of the cap; the replica is {r['ratio_raw']:.2f} "
+                     "of it", "-"))
     r = res.get("resync")
     if r:
         rows.append((f"resync --dry-run, {r['keys']} identical keys",
