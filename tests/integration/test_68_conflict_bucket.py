@@ -11,6 +11,8 @@ wait (503, retried by the peer's replicator) until it exists.
 """
 import hashlib
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -27,7 +29,9 @@ CB = "conflicts"
 
 @pytest.fixture(scope="module")
 def two_sites():
-    d = sitesmod.Deployment(["a", "b"], proxy_directives={"conflict_bucket": CB},
+    # a store that stops answering fails the keep after the first-byte timeout (5 s here)
+    d = sitesmod.Deployment(["a", "b"], proxy_directives={"conflict_bucket": CB,
+                                                          "upstream_first_byte_timeout": "5s"},
                             tls=False).start()
     yield d
     d.stop()
@@ -218,3 +222,33 @@ def test_loser_that_cannot_be_kept_is_logged_and_the_write_goes_ahead(two_sites,
     assert len(lines) == 1 and " ERROR " in lines[0] and reason in lines[0], lines
     listed = store_client(a).list_objects_v2(Bucket=CB, Prefix=f"{bucket}/")
     assert listed.get("KeyCount", 0) == 0
+
+
+def test_store_that_does_not_answer_makes_the_replica_write_wait(two_sites):
+    """The loser's store hangs (SIGSTOP) while the winner arrives: the keep gives up after
+    the first-byte timeout, the write waits (503, retried), and goes through, kept, once
+    the store answers again."""
+    d = two_sites
+    a, b = d["a"], d["b"]
+    bucket = make_bucket(d, "hang68")
+    store_client(a).create_bucket(Bucket=CB)       # exists already after the first test
+    key = "k"
+    pid = int((Path(a.store.dir) / "run" / "client.rgw.a.pid").read_text())
+    marker = "did not answer the HEAD in time"
+
+    def stop_store():
+        os.kill(pid, signal.SIGSTOP)
+
+    try:
+        ls, ws = conflict(d, "a", "b", bucket, key, b"loser at a", b"winner at b", stop_store)
+        wait_for(lambda: any(marker in ln and f"bucket={bucket} " in ln for ln in
+                             Path(a.proxy.error_log).read_text(errors="replace").splitlines()),
+                 timeout=30, what="the keep's timeout in a's log")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: body_at(a, bucket, key) == b"winner at b", what="winner applied at a")
+    assert body_at(a, CB, f"{bucket}/{key}/{ls}") == b"loser at a"
+    a.replicator.start()
+    assert d.wait_drained(30)
+    [rec] = conflicts(a, bucket, key)
+    assert rec["kept_at"] == f"s3://{CB}/{bucket}/{key}/{ls}"
