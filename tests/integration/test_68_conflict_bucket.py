@@ -252,3 +252,35 @@ def test_store_that_does_not_answer_makes_the_replica_write_wait(two_sites):
     assert d.wait_drained(30)
     [rec] = conflicts(a, bucket, key)
     assert rec["kept_at"] == f"s3://{CB}/{bucket}/{key}/{ls}"
+
+
+def test_replicator_that_gives_up_during_the_keep(two_sites):
+    """The winner's replicator stops waiting (its transfer_timeout, 2 s here) while the
+    loser's store hangs: the proxy drops the keep with the request (access log 499), and
+    the retry after the store is back keeps the loser and applies the winner."""
+    d = two_sites
+    a, b = d["a"], d["b"]
+    bucket = make_bucket(d, "gone68")
+    store_client(a).create_bucket(Bucket=CB)       # exists already after the first test
+    key = "k"
+    pid = int((Path(a.store.dir) / "run" / "client.rgw.a.pid").read_text())
+    b.replicator.directives["transfer_timeout"] = "2s"
+    b.replicator.restart(kill=False)
+    try:
+        try:
+            ls, ws = conflict(d, "a", "b", bucket, key, b"loser", b"winner",
+                              lambda: os.kill(pid, signal.SIGSTOP))
+            wait_for(lambda: [e for e in logscan.access_entries(a.proxy)
+                              if e["bucket"] == bucket and e["method"] == "PUT"
+                              and e["status"] == 499], timeout=30, what="the replica write given up")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        wait_for(lambda: body_at(a, bucket, key) == b"winner", what="winner applied at a")
+        assert body_at(a, CB, f"{bucket}/{key}/{ls}") == b"loser"
+        a.replicator.start()
+        assert d.wait_drained(30)
+        [rec] = conflicts(a, bucket, key)
+        assert rec["kept_at"] == f"s3://{CB}/{bucket}/{key}/{ls}"
+    finally:
+        del b.replicator.directives["transfer_timeout"]
+        b.replicator.restart(kill=False)
