@@ -136,6 +136,7 @@ struct req {
     unsigned multi_delete : 1;        /* DeleteObjects: each deleted key recorded after */
     unsigned is_complete : 1;         /* CompleteMultipartUpload */
     unsigned list_filter : 1;         /* ListBuckets for a bucket-limited key: answer filtered */
+    unsigned tags_fixed : 1;          /* Complete: the store's tags were set to tags_override */
     unsigned held_truncated : 1;      /* the store's answer passed REQ_HELD_MAX */
     unsigned conflict : 1;            /* replica write beating a concurrent write of this site */
 
@@ -156,6 +157,8 @@ struct req {
     struct http_header *aux_hdrs;     /* its response headers (pool) */
     size_t naux, capaux;
     struct evbuffer *aux_body;        /* its response body (owned, bounded) */
+    struct slice aux_out;             /* its request body, if any (pool) */
+    size_t aux_out_pos;               /* bytes of aux_out sent */
     char *mpu_stamp;                  /* Complete: stamp minted at CreateMultipartUpload (pool) */
     struct evbuffer *parts;           /* Complete: part sizes "n1,n2,..." (owned) */
     int64_t parts_total;              /* Complete: sum of part sizes */
@@ -990,10 +993,15 @@ hdrs_find(const struct http_header *v, size_t n, const char *name)
 static size_t
 aux_read_body(void *arg, char *buf, size_t max)
 {
-    (void)arg;
-    (void)buf;
-    (void)max;
-    return 0;
+    struct req *r = arg;
+    size_t n = r->aux_out.len - r->aux_out_pos;
+
+    if (n > max) {
+        n = max;
+    }
+    memcpy(buf, r->aux_out.ptr + r->aux_out_pos, n);
+    r->aux_out_pos += n;
+    return n;
 }
 
 static void
@@ -1061,6 +1069,8 @@ aux_start(struct req *r, const char *method, const char *path, const char *query
     }
     r->naux = 0;
     r->aux_status = 0;
+    r->aux_out = SLICE_NULL;
+    r->aux_out_pos = 0;
     if (r->aux_body == NULL) {
         r->aux_body = evbuffer_new();
     }
@@ -1069,6 +1079,50 @@ aux_start(struct req *r, const char *method, const char *path, const char *query
     xa.path_query = query[0] ? pool_printf(&r->pool, "%s?%s", path, query) : path;
     xa.headers = lines;
     xa.body_length = -1;
+    r->aux_done = done;
+    r->aux = upstream_start(r->w->up, &xa, &aux_ops, r);
+    return r->aux ? 0 : -1;
+}
+
+/* The same with a small in-memory BODY (pool or longer-lived), sent with its Content-MD5
+ * and signed with its SHA-256. */
+static int
+aux_start_body(struct req *r, const char *method, const char *path, const char *query,
+               struct slice body, aux_done_fn done)
+{
+    struct sigv4_header sh[5];
+    struct upstream_xfer_args xa;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char *sha = pool_alloc(&r->pool, 65), *md5 = pool_alloc(&r->pool, 32);
+    const char **lines;
+
+    if (!EVP_Digest(body.ptr, body.len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32) {
+        return -1;
+    }
+    hex_lower(md, 32, sha);
+    if (!EVP_Digest(body.ptr, body.len, md, &mdlen, EVP_md5(), NULL) || mdlen != 16) {
+        return -1;
+    }
+    EVP_EncodeBlock((unsigned char *)md5, md, 16);
+    sh[0] = (struct sigv4_header){SLICE_LIT("content-md5"), slice_cstr(md5)};
+    sh[1] = (struct sigv4_header){SLICE_LIT("content-type"), SLICE_LIT("application/xml")};
+    lines = sign_for_store(r, slice_cstr(method), path, query, sh, 2, sha);
+    if (lines == NULL) {
+        return -1;
+    }
+    r->naux = 0;
+    r->aux_status = 0;
+    r->aux_out = body;
+    r->aux_out_pos = 0;
+    if (r->aux_body == NULL) {
+        r->aux_body = evbuffer_new();
+    }
+    evbuffer_drain(r->aux_body, evbuffer_get_length(r->aux_body));
+    xa.method = method;
+    xa.path_query = pool_printf(&r->pool, "%s?%s", path, query);
+    xa.headers = lines;
+    xa.body_length = (int64_t)body.len;
     r->aux_done = done;
     r->aux = upstream_start(r->w->up, &xa, &aux_ops, r);
     return r->aux ? 0 : -1;
@@ -1451,6 +1505,15 @@ on_begin(void *arg, const char *errstr, const struct queue_begin_result *res)
                 return;
             }
             snprintf(r->stamp, sizeof(r->stamp), "%s", r->mpu_stamp);
+            if (r->cur.tag_stamp[0] != '\0') {
+                struct stamp tst;
+
+                if (stamp_parse(slice_cstr(r->cur.tag_stamp), &tst) == 0 &&
+                    stamp_cmp(&tst, &mine) > 0) {
+                    /* a tag change made since the Create is newer than its tags */
+                    r->tags_override = pool_strndup(&r->pool, res->cur.tags.ptr, res->cur.tags.len);
+                }
+            }
         }
     }
     if (r->fe == NULL) {
@@ -2004,6 +2067,81 @@ md_start(struct req *r)
     md_next(r);
 }
 
+/* "k1=v1&k2=v2" (URL-encoded) -> a Tagging body; NULL when a part does not decode. */
+static char *
+tagging_xml(struct pool *p, const char *tags)
+{
+    struct evbuffer *b = evbuffer_new();
+    const char *s = tags;
+    char *out = NULL;
+    size_t len;
+
+    evbuffer_add_printf(b, "<Tagging xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><TagSet>");
+    while (*s != '\0') {
+        const char *amp = strchr(s, '&'), *end = amp ? amp : s + strlen(s);
+        const char *eq = memchr(s, '=', (size_t)(end - s));
+        struct slice k, v;
+
+        if (uri_decode_pool(p, slice_make(s, (size_t)((eq ? eq : end) - s)), 0, &k) != 0 ||
+            uri_decode_pool(p, eq ? slice_make(eq + 1, (size_t)(end - eq - 1)) : SLICE_LIT(""), 0,
+                            &v) != 0) {
+            evbuffer_free(b);
+            return NULL;
+        }
+        evbuffer_add_printf(b, "<Tag><Key>%s</Key><Value>%s</Value></Tag>",
+                            s3err_xml_escape(p, k.ptr, k.len), s3err_xml_escape(p, v.ptr, v.len));
+        s = amp ? amp + 1 : end;
+    }
+    evbuffer_add_printf(b, "</TagSet></Tagging>");
+    len = evbuffer_get_length(b);
+    out = pool_alloc(p, len + 1);
+    evbuffer_remove(b, out, len);
+    out[len] = '\0';
+    evbuffer_free(b);
+    return out;
+}
+
+static void repl_after_store(struct req *r);
+
+static void
+on_tags_fixed(struct req *r, const char *errstr)
+{
+    if (errstr != NULL || r->aux_status < 200 || r->aux_status > 299) {
+        /* the object is complete either way; the index keeps the newer tags, the store the
+         * Create's until a resync or the next tag change */
+        log_error("repl", "%s bucket=%.*s key=%.*s: the newer tags could not be set after the "
+                          "multipart upload completed (%s); the store keeps its upload's tags",
+                  r->id, SLICE_ARGS(r->addr.bucket), SLICE_ARGS(r->addr.key),
+                  errstr ? errstr : pool_printf(&r->pool, "status %d", r->aux_status));
+    }
+    r->tags_fixed = 1;
+    repl_after_store(r);
+}
+
+/*
+ * A multipart upload takes its tags at Create, and Complete cannot change them. One whose
+ * stamp is older than a tag change that already landed here (tags are a register of their
+ * own) would leave the store with the older tags under an index that has the newer: set
+ * the newer ones before the commit. The lease is still ours, so no other write is between.
+ */
+static void
+repl_fix_tags(struct req *r)
+{
+    const char *path =
+        pool_printf(&r->pool, "/%s/%s", uri_encode_pool(&r->pool, r->addr.bucket, 0),
+                    uri_encode_pool(&r->pool, r->addr.key, 1));
+    char *xml = tagging_xml(&r->pool, r->tags_override);
+
+    log_info("repl", "%s bucket=%.*s key=%.*s: multipart upload %s is older than the tags here "
+                     "(%s); setting those",
+             r->id, SLICE_ARGS(r->addr.bucket), SLICE_ARGS(r->addr.key), r->stamp,
+             r->cur.tag_stamp);
+    if (xml == NULL ||
+        aux_start_body(r, "PUT", path, "tagging", slice_cstr(xml), on_tags_fixed) != 0) {
+        on_tags_fixed(r, "the tag set could not be sent");
+    }
+}
+
 /* The store accepted the write (2xx): record it, then answer. */
 static void
 repl_after_store(struct req *r)
@@ -2032,6 +2170,10 @@ repl_after_store(struct req *r)
         if (xml_text(slice_make(xml, hn), "<ETag>", "</ETag>", &pos, &e) == 0 && e.len > 0) {
             etag = xml_unescape(&r->pool, e);
         }
+    }
+    if (r->is_complete && r->tags_override != NULL && !r->tags_fixed) {
+        repl_fix_tags(r); /* comes back here once the store has the newer tags */
+        return;
     }
     memset(&m, 0, sizeof(m));
     m.op = r->mop;

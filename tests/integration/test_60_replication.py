@@ -304,3 +304,31 @@ def test_emptied_tag_set_replicates_without_blanking_the_listing_etag(two_sites,
     assert d.wait_drained(30)
     listed = {o["Key"]: o["ETag"] for o in sb.list_objects_v2(Bucket=rbucket)["Contents"]}
     assert listed["e"] == sb.head_object(Bucket=rbucket, Key="e")["ETag"] != '""'
+
+
+def test_multipart_older_than_a_tag_change_ends_with_the_newer_tags(two_sites, rbucket):
+    """A multipart upload takes its tags at Create; a tag change made elsewhere between its
+    Create and its Complete is newer (tags are a register of their own). Both stores end
+    with the newer tags, under the upload's bytes: at a (local Complete) and at b (replica
+    Complete), the proxy sets them at the store before it commits."""
+    a, b = two_sites["a"], two_sites["b"]
+    key = "mpu/older-than-tags"
+    ca, cb = client(a.proxy.url), client(b.proxy.url)
+    ca.put_object(Bucket=rbucket, Key=key, Body=b"first", Tagging="t=first")
+    wait_for(lambda: get_bytes(cb, rbucket, key) == b"first", what="first at b")
+    up = ca.create_multipart_upload(Bucket=rbucket, Key=key, Tagging="t=create")["UploadId"]
+    body = os.urandom(100_000)
+    etag = ca.upload_part(Bucket=rbucket, Key=key, UploadId=up, PartNumber=1, Body=body)["ETag"]
+    cb.put_object_tagging(Bucket=rbucket, Key=key,
+                          Tagging={"TagSet": [{"Key": "t", "Value": "newer"}]})
+
+    def tags_at_store(site):
+        return store_client(site).get_object_tagging(Bucket=rbucket, Key=key)["TagSet"]
+
+    wait_for(lambda: tags_at_store(a) == [{"Key": "t", "Value": "newer"}], what="tags at a")
+    ca.complete_multipart_upload(Bucket=rbucket, Key=key, UploadId=up,
+                                 MultipartUpload={"Parts": [{"ETag": etag, "PartNumber": 1}]})
+    wait_for(lambda: get_bytes(cb, rbucket, key) == body, what="the upload's bytes at b")
+    for site in (a, b):
+        assert get_bytes(store_client(site), rbucket, key) == body
+        assert tags_at_store(site) == [{"Key": "t", "Value": "newer"}], site.id
