@@ -57,6 +57,14 @@ def _hard_close(sock):
         pass
 
 
+def _sleep_until(t):
+    """Sleeps until monotonic time t; reads the clock once (a check and a sleep that read it
+    apart can ask for a negative sleep, which kills the pipe's thread)."""
+    left = t - time.monotonic()
+    if left > 0:
+        time.sleep(left)
+
+
 def _recv(conn, sock):
     """Up to CHUNK bytes; b"" at EOF; None on an error or once conn is closed. Waits in
     select() with a timeout, never in recv(): a thread blocked in recv() would keep a closed
@@ -167,14 +175,13 @@ class _Pipe:
                 # the link carries well under its cap; never more than BURST_S above it
                 start = max(time.monotonic() - BURST_S, sent_at)
                 sent_at = start + len(data) / bw
-                if start > time.monotonic():
-                    time.sleep(start - time.monotonic())
+                _sleep_until(start)
             if not _send_all(self.conn, self.dst, data):
                 self.conn.reset()
                 return
             relay.count("bytes", len(data))
-            if bw and sent_at > time.monotonic():
-                time.sleep(sent_at - time.monotonic())
+            if bw:
+                _sleep_until(sent_at)
 
 
 class _Conn:
