@@ -40,6 +40,7 @@ struct keep {
     struct event *timer;           /* deadline of the request in flight (owned) */
     int status;                    /* its response status, 0 none yet */
     struct slice etag;             /* HEAD: ETag (pool) */
+    struct slice stamp;            /* HEAD: x-amz-meta-s3tee-stamp (pool), SLICE_NULL none */
     struct slice version_id;       /* HEAD: x-amz-version-id (pool), SLICE_NULL none */
     int64_t length;                /* HEAD: Content-Length, -1 unknown */
     struct evbuffer *answer;       /* COPY: response body, first KEEP_MAX_ANSWER bytes (owned) */
@@ -126,6 +127,8 @@ on_header(void *arg, struct slice name, struct slice value)
     }
     if (slice_eq_nocase(name, SLICE_LIT("etag"))) {
         k->etag = pool_slice_dup(&k->pool, slice_trim(value));
+    } else if (slice_eq_nocase(name, SLICE_LIT("x-amz-meta-s3tee-stamp"))) {
+        k->stamp = pool_slice_dup(&k->pool, slice_trim(value));
     } else if (slice_eq_nocase(name, SLICE_LIT("x-amz-version-id"))) {
         k->version_id = pool_slice_dup(&k->pool, slice_trim(value));
     } else if (slice_eq_nocase(name, SLICE_LIT("content-length")) &&
@@ -254,8 +257,7 @@ start_copy(struct keep *k)
     src = pool_printf(&k->pool, "/%.*s/%s", SLICE_ARGS(k->a.bucket),
                       uri_encode_pool(&k->pool, k->a.key, 1));
     sh[n++] = (struct sigv4_header){SLICE_LIT("x-amz-copy-source"), slice_cstr(src)};
-    sh[n++] = (struct sigv4_header){SLICE_LIT("x-amz-copy-source-if-match"),
-                                    slice_cstr(k->a.loser_etag)};
+    sh[n++] = (struct sigv4_header){SLICE_LIT("x-amz-copy-source-if-match"), k->etag};
     k->state = KS_COPY;
     timeout_ms = k->cf->upstream_first_byte_timeout_ms +
                  (k->length > 0 ? k->length / KEEP_COPY_BYTES_PER_S * 1000 : 0);
@@ -284,10 +286,20 @@ after_head(struct keep *k, const char *errstr)
                pool_printf(&k->pool, "HEAD at the store answered %d", k->status));
         return;
     }
-    if (!same_etag(k->etag, slice_cstr(k->a.loser_etag))) {
+    /* the loser is the object carrying its stamp (the index may not know its ETag: RGW
+     * answers CompleteMultipartUpload with an empty one), or its ETag (an object the
+     * store holds without our metadata, e.g. settled from an intent) */
+    if (!slice_eq(k->stamp, slice_cstr(k->a.loser_stamp)) &&
+        !same_etag(k->etag, slice_cstr(k->a.loser_etag))) {
         finish(k, KEEP_NOT_KEPT, NULL,
-               pool_printf(&k->pool, "the store holds ETag %.*s, not the loser's %s",
-                           SLICE_ARGS(k->etag), k->a.loser_etag));
+               pool_printf(&k->pool, "the store holds ETag %.*s stamp %.*s, not the loser "
+                                     "(ETag %s)",
+                           SLICE_ARGS(k->etag), SLICE_ARGS(k->stamp.ptr ? k->stamp : SLICE_LIT("-")),
+                           k->a.loser_etag[0] ? k->a.loser_etag : "-"));
+        return;
+    }
+    if (k->etag.len == 0) {
+        finish(k, KEEP_FAILED, NULL, "HEAD at the store gave no ETag to pin the copy to");
         return;
     }
     /* "null" is an object written while versioning was off or suspended: a PUT in a
@@ -372,6 +384,7 @@ keep_start(struct event_base *evb, struct upstream *up, struct sigv4_key_cache *
     k->a.req_id = pool_strndup(&k->pool, a->req_id, strlen(a->req_id));
     k->length = -1;
     k->version_id = SLICE_NULL;
+    k->stamp = SLICE_NULL;
     k->answer = evbuffer_new();
     k->timer = evtimer_new(evb, on_timeout, k);
     k->done = done;

@@ -7,11 +7,11 @@
  *   HEAD bucket/key at the store
  *     |-- x-amz-version-id (not "null"): a versioned bucket keeps the loser as a
  *     |   non-current version --------------------------------------> KEEP_VERSIONED
- *     |-- 404, another ETag than the loser's, over 5 GiB, a destination key over 1024
- *     |   bytes, or no conflict_bucket configured ---------------------> KEEP_NOT_KEPT
+ *     |-- 404, neither the loser's stamp (x-amz-meta-s3tee-stamp) nor its ETag, over
+ *     |   5 GiB, a destination key over 1024 bytes, or no conflict_bucket -> KEEP_NOT_KEPT
  *     |-- any other status, no answer in time ---------------------------> KEEP_FAILED
  *     +-- CopyObject to <conflict_bucket>/<bucket>/<key>/<loser stamp> with
- *         x-amz-copy-source-if-match: <loser ETag> (exactly the loser, nothing newer)
+ *         x-amz-copy-source-if-match: <the HEAD's ETag> (exactly what was checked)
  *           |-- 200 without an <Error> body ------------------------------> KEEP_COPIED
  *           |-- 412: the store holds another object than the loser -------> KEEP_NOT_KEPT
  *           +-- anything else (no conflict bucket, store error), no answer
@@ -61,7 +61,7 @@ typedef void (*keep_done_fn)(void *arg, const struct keep_result *res);
 struct keep_args {
     struct slice bucket, key;   /* the object the replica write will overwrite */
     const char *loser_stamp;    /* its stamp (written at this site) */
-    const char *loser_etag;     /* its ETag from the index, quotes included */
+    const char *loser_etag;     /* its ETag from the index, quotes included ("" unknown) */
     const char *winner_stamp;   /* the replica write's stamp (logs) */
     const char *winner_site;    /* the site that sent it (logs) */
     const char *req_id;         /* request id (logs) */

@@ -191,6 +191,37 @@ def test_missing_conflict_bucket_makes_the_replica_write_wait(two_sites):
     assert rec["kept_at"] == f"s3://{CB}/{bucket}/{key}/{ls}"
 
 
+def test_multipart_loser_and_delete_winner(two_sites):
+    """A loser written as a multipart upload (its ETag from CompleteMultipartUpload's XML)
+    is copied too; and a concurrent DELETE at the other site that wins does not take the
+    loser's bytes with it."""
+    d = two_sites
+    a, b = d["a"], d["b"]
+    bucket = make_bucket(d, "mpdel68")
+    store_client(a).create_bucket(Bucket=CB)       # exists already after the first test
+    parts = [os.urandom(5 * 1024 * 1024), os.urandom(1000)]
+    a.replicator.stop()
+    ca = client(a.proxy.url)
+    up = ca.create_multipart_upload(Bucket=bucket, Key="mp")
+    etags = [ca.upload_part(Bucket=bucket, Key="mp", UploadId=up["UploadId"], PartNumber=n,
+                            Body=p)["ETag"] for n, p in enumerate(parts, 1)]
+    ca.complete_multipart_upload(
+        Bucket=bucket, Key="mp", UploadId=up["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]})
+    assert store_client(a).head_object(Bucket=bucket, Key="mp")["ETag"].endswith('-2"')
+    ls = store_client(a).head_object(Bucket=bucket, Key="mp")["Metadata"]["s3tee-stamp"]
+    time.sleep(0.02)
+    client(b.proxy.url).delete_object(Bucket=bucket, Key="mp")     # b never saw a's upload
+    wait_for(lambda: store_client(a).list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0,
+             what="b's delete applied at a")
+    a.replicator.start()
+    assert d.wait_drained(30)
+    kept = f"{bucket}/mp/{ls}"
+    assert sha(body_at(a, CB, kept)) == sha(b"".join(parts))
+    [rec] = conflicts(a, bucket, "mp")
+    assert rec["kept_at"] == f"s3://{CB}/{kept}"
+
+
 @pytest.mark.parametrize("case", ["key_too_long", "gone_from_store", "replaced_at_store"])
 def test_loser_that_cannot_be_kept_is_logged_and_the_write_goes_ahead(two_sites, case):
     """Waiting would not help here: the write goes ahead, an ERROR names what was not kept,
