@@ -679,8 +679,8 @@ queue_settle_intent(struct queue *q, const struct queue_settle *s, queue_settle_
 {
     struct buf idx = {0}, lease = {0};
     char now[24], size[24];
-    const char *a[17];
-    size_t l[17], i;
+    const char *a[18];
+    size_t l[18], i;
     struct stamp st;
     struct vv vv;
     struct call *c;
@@ -700,20 +700,21 @@ queue_settle_intent(struct queue *q, const struct queue_settle *s, queue_settle_
     a[2] = KEY_INTENTS;
     a[3] = KEY_LOG;
     a[4] = KEY_HLC;
-    arg_slice(&a[5], &l[5], s->member);
-    a[6] = now;
-    a[7] = q->site;
-    a[8] = mutation_op_name(s->op);
-    arg_slice(&a[9], &l[9], s->bucket);
-    arg_slice(&a[10], &l[10], s->key);
-    arg_slice(&a[11], &l[11], s->expect_stamp);
-    a[12] = s->found ? "1" : "0";
-    arg_slice(&a[13], &l[13], put ? s->stamp : SLICE_LIT(""));
-    arg_slice(&a[14], &l[14], put ? s->vv : SLICE_LIT(""));
-    arg_slice(&a[15], &l[15], put ? s->etag : SLICE_LIT(""));
-    a[16] = size;
-    for (i = 0; i < 17; i++) {
-        if (i < 5 || i == 6 || i == 7 || i == 8 || i == 12 || i == 16) {
+    a[5] = KEY_REPAIR;
+    arg_slice(&a[6], &l[6], s->member);
+    a[7] = now;
+    a[8] = q->site;
+    a[9] = mutation_op_name(s->op);
+    arg_slice(&a[10], &l[10], s->bucket);
+    arg_slice(&a[11], &l[11], s->key);
+    arg_slice(&a[12], &l[12], s->expect_stamp);
+    a[13] = s->found ? "1" : "0";
+    arg_slice(&a[14], &l[14], put ? s->stamp : SLICE_LIT(""));
+    arg_slice(&a[15], &l[15], put ? s->vv : SLICE_LIT(""));
+    arg_slice(&a[16], &l[16], put ? s->etag : SLICE_LIT(""));
+    a[17] = size;
+    for (i = 0; i < 18; i++) {
+        if (i < 6 || i == 7 || i == 8 || i == 9 || i == 13 || i == 17) {
             l[i] = strlen(a[i]);
         }
     }
@@ -721,7 +722,7 @@ queue_settle_intent(struct queue *q, const struct queue_settle *s, queue_settle_
     l[1] = lease.len;
     c = call_new(CALL_SETTLE, arg, "settle_intent");
     c->cb.settle = cb;
-    rv = run(q, SC_SETTLE_INTENT, 5, 17, a, l, c);
+    rv = run(q, SC_SETTLE_INTENT, 6, 18, a, l, c);
     free(idx.p);
     free(lease.p);
     return rv;

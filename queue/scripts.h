@@ -285,7 +285,7 @@ static const char script_release[] =
  * settle_intent - a replicator settles an intent a proxy left behind (died between the
  * store's answer and commit_local). Idempotent: several replicators may run it for one
  * intent.
- * KEYS: index, lease, intents, log, hlc
+ * KEYS: index, lease, intents, log, hlc, repair
  * ARGV: intent_member, now_ms, site, op, bucket, key, expect_st, found, stamp, vv, etag, size
  * GONE when the intent is no longer there (nothing written); BUSY when the key's lease is
  * held (a live writer; nothing written). Else:
@@ -294,7 +294,9 @@ static const char script_release[] =
  *   delete, not found, the index not a tombstone and its st still EXPECT_ST (no write
  *   landed since the caller looked): mints max(now << 16, hlc + 1) like begin_local,
  *   bumps SITE in the index vector, writes the tombstone, XADDs the delete, ZREMs: LOGGED.
- *   anything else (tags, a write that never landed, a newer one there): ZREM: DROPPED.
+ *   anything else (tags, a write that never landed, a newer one there): ZREM: DROPPED;
+ *   a put whose STAMP is older than the index's also puts the key in the repair set (it
+ *   landed after a newer write: the store shows the older one).
  */
 static const char script_settle_intent[] =
     SCRIPT_PRELUDE
@@ -331,6 +333,9 @@ static const char script_settle_intent[] =
     "       'vv', nv, 'etag', '', 'size', '-1', 'tags', '', 'parts', '', 'time', ARGV[2]}\n"
     "end\n"
     "redis.call('ZREM', KEYS[3], ARGV[1])\n"
+    "if not f and op == 'put' and found and stamp_split(ARGV[9]) and bcmp(ARGV[9], e[2]) < 0 then\n"
+    "  redis.call('ZADD', KEYS[6], 'NX', 0, string.sub(KEYS[1], 9))\n"
+    "end\n"
     "if not f then return 'DROPPED' end\n"
     "index_apply(KEYS[1], fields(f, 1), true)\n"
     "redis.call('XADD', KEYS[4], '*', unpack(f))\n"

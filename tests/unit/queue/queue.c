@@ -862,6 +862,7 @@ test_settle(void)
     ok(atoll(rsync("XLEN s3tee:log") + 5) == xlen + 1, "... nothing logged twice");
 
     /* a put whose bytes never landed: the store has the older stamp (or nothing) */
+    rsync("DEL s3tee:repair"); /* what the tests above put there */
     w = wr("s1", "hs2", N0 + 50000, MUT_PUT);
     g = begin_local(q, &w);
     rsync("DEL s3tee:l:bkt/s1");
@@ -869,6 +870,14 @@ test_settle(void)
        "settle: store stamp not newer than the index: DROPPED");
     ok_str(rsync("ZCARD s3tee:intents"), "(int)0", "... intent removed");
     ok(strncmp(rsync("HGET s3tee:o:bkt/s1 st"), stamp, strlen(stamp)) == 0, "... index unchanged");
+    ok_str(rsync("EXISTS s3tee:repair"), "(int)0", "... the store has the index's stamp: no repair");
+    g = begin_local(q, &w);
+    rsync("DEL s3tee:l:bkt/s1");
+    ok(settle("s1", "hs2", MUT_PUT, N0 + 60000, 1, "0000000000010000.a", "a=1", "") ==
+           QUEUE_SETTLE_DROPPED,
+       "settle: the store has an OLDER stamp than the index (it landed last): DROPPED");
+    ok_str(rsync("ZRANGE s3tee:repair 0 -1"), "[bkt/s1]", "... and the key is in the repair set");
+    rsync("DEL s3tee:repair");
     g = begin_local(q, &w);
     rsync("DEL s3tee:l:bkt/s1");
     ok(settle("s1", "hs2", MUT_PUT, N0 + 60000, 0, "", "", "") == QUEUE_SETTLE_DROPPED,
