@@ -128,10 +128,10 @@ bench: deps all
 	@S3TEE_BUILD=$(abspath $(BUILD)) tests/bench/run.sh
 
 bench-repl: deps all
-	@ulimit -n 65536; S3TEE_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/repl.py $(BENCH_ARGS)
+	@ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); S3TEE_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/repl.py $(BENCH_ARGS)
 
 bench-wan: deps all
-	@ulimit -n 65536; S3TEE_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/wan.py $(BENCH_ARGS)
+	@ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); S3TEE_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/wan.py $(BENCH_ARGS)
 
 fuzz: deps
 	@$(MAKE) -f tests/fuzz/Makefile FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60)
