@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -32,6 +33,8 @@
 /* Body left over after an early response is read and dropped up to this much, so the
  * connection can be kept; beyond it we close instead. */
 #define H1_DISCARD_LIMIT (1024 * 1024)
+#define H1_TOPUP (128 * 1024) /* body bytes read at once on a plain socket (top_up_body) */
+#define H1_TOPUPS 4           /* reads per turn, so one fast upload cannot starve the others */
 
 enum h1_state {
     H1_READ_HEAD = 0, /* waiting for / parsing a request head */
@@ -564,14 +567,57 @@ body_too_slow(struct h1_conn *h)
              "Your request body arrived slower than the server accepts (client_body_min_rate).");
 }
 
+/*
+ * libevent 2.1's evbuffer_read() takes at most 4 KiB per call whatever the socket holds
+ * (EVBUFFER_MAX_READ), so a 1 GiB upload was 262,144 readv calls, each with its own
+ * FIONREAD and event-loop turn. While a body streams on a plain socket, read on from the
+ * socket ourselves in one large readv. Nothing here is ever lost: EOF and errors are left
+ * for the bufferevent, whose next read of the (still readable) socket reports them.
+ */
+static void
+top_up_body(struct h1_conn *h, struct evbuffer *in)
+{
+    struct evbuffer_iovec v[2];
+    struct iovec iov[2];
+    ssize_t got;
+    size_t left;
+    int nv, i;
+
+    if (h->c->tls || h->state != H1_BODY || h->paused || evbuffer_get_length(in) >= H1_TOPUP) {
+        return;
+    }
+    nv = evbuffer_reserve_space(in, (ev_ssize_t)H1_TOPUP, v, 2);
+    if (nv <= 0) {
+        return;
+    }
+    for (i = 0; i < nv; i++) {
+        iov[i].iov_base = v[i].iov_base;
+        iov[i].iov_len = v[i].iov_len;
+    }
+    got = readv(bufferevent_getfd(h->c->bev), iov, nv);
+    if (got <= 0) {
+        evbuffer_commit_space(in, v, 0);
+        return;
+    }
+    left = (size_t)got;
+    for (i = 0; i < nv; i++) {
+        if (v[i].iov_len > left) {
+            v[i].iov_len = left;
+        }
+        left -= v[i].iov_len;
+    }
+    evbuffer_commit_space(in, v, nv);
+}
+
 /* Feeds available body bytes to the req (or drops them in H1_DISCARD). */
 static void
 read_body(struct h1_conn *h)
 {
     struct evbuffer *in = bufferevent_get_input(h->c->bev);
     struct evbuffer_iovec vec[8];
-    int n, i;
+    int n, i, topups = 1;
 
+    top_up_body(h, in);
     while (!h->body_done && !h->paused && evbuffer_get_length(in) > 0 &&
            (h->state == H1_BODY || h->state == H1_DISCARD)) {
         size_t used_total = 0;
@@ -644,6 +690,9 @@ read_body(struct h1_conn *h)
         if (h->state == H1_BODY && !h->body_done && !body_rate_ok(h, used_total)) {
             body_too_slow(h);
             return;
+        }
+        if (!h->body_done && topups++ < H1_TOPUPS) {
+            top_up_body(h, in);
         }
     }
     if (h->body_done) {
