@@ -679,8 +679,8 @@ queue_settle_intent(struct queue *q, const struct queue_settle *s, queue_settle_
 {
     struct buf idx = {0}, lease = {0};
     char now[24], size[24];
-    const char *a[18];
-    size_t l[18], i;
+    const char *a[19];
+    size_t l[19], i;
     struct stamp st;
     struct vv vv;
     struct call *c;
@@ -713,6 +713,7 @@ queue_settle_intent(struct queue *q, const struct queue_settle *s, queue_settle_
     arg_slice(&a[15], &l[15], put ? s->vv : SLICE_LIT(""));
     arg_slice(&a[16], &l[16], put ? s->etag : SLICE_LIT(""));
     a[17] = size;
+    arg_slice(&a[18], &l[18], put ? s->tags : SLICE_LIT(""));
     for (i = 0; i < 18; i++) {
         if (i < 6 || i == 7 || i == 8 || i == 9 || i == 13 || i == 17) {
             l[i] = strlen(a[i]);
@@ -722,7 +723,7 @@ queue_settle_intent(struct queue *q, const struct queue_settle *s, queue_settle_
     l[1] = lease.len;
     c = call_new(CALL_SETTLE, arg, "settle_intent");
     c->cb.settle = cb;
-    rv = run(q, SC_SETTLE_INTENT, 6, 18, a, l, c);
+    rv = run(q, SC_SETTLE_INTENT, 6, 19, a, l, c);
     free(idx.p);
     free(lease.p);
     return rv;

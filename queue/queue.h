@@ -186,6 +186,7 @@ struct queue_settle {
     struct slice stamp, vv;          /* put, found: its x-amz-meta-s3tee-stamp and -vv */
     struct slice etag;               /* put, found: its ETag */
     int64_t size;                    /* put, found: its size */
+    struct slice tags;               /* put, found: its tag set at the store, URL-encoded */
 };
 
 typedef void (*queue_settle_cb)(void *arg, const char *errstr, enum queue_settle_outcome out);

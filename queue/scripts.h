@@ -286,11 +286,12 @@ static const char script_release[] =
  * store's answer and commit_local). Idempotent: several replicators may run it for one
  * intent.
  * KEYS: index, lease, intents, log, hlc, repair
- * ARGV: intent_member, now_ms, site, op, bucket, key, expect_st, found, stamp, vv, etag, size
+ * ARGV: intent_member, now_ms, site, op, bucket, key, expect_st, found, stamp, vv, etag, size,
+ *       tags (the store's tag set of a found put, URL-encoded)
  * GONE when the intent is no longer there (nothing written); BUSY when the key's lease is
  * held (a live writer; nothing written). Else:
- *   put, found, STAMP newer than the index's st: updates the index (tags "", tst = STAMP
- *   where newer), XADDs the put mutation, ZREMs: LOGGED.
+ *   put, found, STAMP newer than the index's st: updates the index (TAGS, tst = STAMP
+ *   where newer), XADDs the put mutation with TAGS, ZREMs: LOGGED.
  *   delete, not found, the index not a tombstone and its st still EXPECT_ST (no write
  *   landed since the caller looked): mints max(now << 16, hlc + 1) like begin_local,
  *   bumps SITE in the index vector, writes the tombstone, XADDs the delete, ZREMs: LOGGED.
@@ -311,7 +312,8 @@ static const char script_settle_intent[] =
     "local f = nil\n"
     "if op == 'put' and found and stamp_split(ARGV[9]) and bcmp(ARGV[9], e[2]) > 0 then\n"
     "  f = {'op', 'put', 'bucket', ARGV[5], 'key', ARGV[6], 'stamp', ARGV[9], 'vv', ARGV[10],\n"
-    "       'etag', ARGV[11], 'size', ARGV[12], 'tags', '', 'parts', '', 'time', ARGV[2]}\n"
+    "       'etag', ARGV[11], 'size', ARGV[12], 'tags', ARGV[13] or '', 'parts', '',\n"
+    "       'time', ARGV[2]}\n"
     "elseif op == 'delete' and not found and e[4] ~= '1' and e[2] == ARGV[7] then\n"
     "  local ms, c = hlc_load(KEYS[5])\n"
     "  if not ms then return redis.error_reply('S3TEE s3tee:hlc is not 16 hex digits') end\n"

@@ -3,7 +3,7 @@
  *
  *   tick --ZRANGEBYSCORE s3tee:intents -inf <now> LIMIT 0 50--> for each member, in turn:
  *     parse the JSON --delete: HGET <index> st (expect_stamp)--> HEAD /bucket/key at the store
- *     --200 / 404--> queue_settle_intent --> next
+ *     --200 put: GET ?tagging (its tags travel with it)--> queue_settle_intent --> next
  *   An intent that cannot be looked at now (store error, Redis error) is left for the next
  *   round; one whose JSON is unusable is left too, with a warning.
  */
@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -54,6 +55,8 @@ struct settle {
     char etag[128];              /* ETag */
     int64_t size;                /* Content-Length, -1 unknown */
     char expect[STAMP_TEXT_MAX]; /* delete: the index's st before the HEAD */
+    struct evbuffer *tagging;    /* GET ?tagging answer (owned, bounded) */
+    int tag_status;              /* its status, 0 none */
 };
 
 static void
@@ -174,6 +177,8 @@ head_on_body(void *arg, const char *data, size_t len)
     return 0;
 }
 
+static void start_tagging(struct settle *s);
+
 static void
 head_on_done(void *arg, const char *errstr)
 {
@@ -195,12 +200,178 @@ head_on_done(void *arg, const char *errstr)
         /* written around the proxy, or not by this write: the write did not land */
         s->qs.found = 0;
     }
+    if (s->qs.found && s->qs.op == MUT_PUT) {
+        start_tagging(s); /* the put carries its tags to the peers */
+        return;
+    }
     run_script(s);
 }
 
 static const struct upstream_xfer_ops head_ops = {
     head_read_body, head_on_header, head_on_head, head_on_body, head_on_done,
 };
+
+/* GET ?tagging at the store: the tag set the landed put stored */
+
+/* XML text with the five entities and character references decoded, in the intent's pool. */
+static struct slice
+settle_xml_text(struct pool *p, struct slice in)
+{
+    static const struct {
+        const char *ent;
+        char ch;
+    } ents[] = {{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
+    char *out = pool_alloc(p, in.len + 1);
+    size_t r = 0, w = 0, i, k, cl;
+
+    while (r < in.len) {
+        if (in.ptr[r] == '&' &&
+            (k = slice_xml_charref(slice_make(in.ptr + r, in.len - r), out + w, &cl)) != 0) {
+            w += cl;
+            r += k;
+            continue;
+        }
+        if (in.ptr[r] == '&') {
+            for (i = 0; i < sizeof(ents) / sizeof(ents[0]); i++) {
+                size_t el = strlen(ents[i].ent);
+
+                if (in.len - r >= el && memcmp(in.ptr + r, ents[i].ent, el) == 0) {
+                    out[w++] = ents[i].ch;
+                    r += el;
+                    break;
+                }
+            }
+            if (i < sizeof(ents) / sizeof(ents[0])) {
+                continue;
+            }
+        }
+        out[w++] = in.ptr[r++];
+    }
+    out[w] = '\0';
+    return slice_make(out, w);
+}
+
+/* The text between OPEN and CLOSE after *POS in IN; moves *POS past CLOSE. */
+static int
+settle_xml_elem(struct slice in, const char *open, const char *close, size_t *pos,
+                struct slice *out)
+{
+    const char *a = memmem(in.ptr + *pos, in.len - *pos, open, strlen(open)), *b;
+
+    if (a == NULL) {
+        return -1;
+    }
+    a += strlen(open);
+    b = memmem(a, (size_t)(in.ptr + in.len - a), close, strlen(close));
+    if (b == NULL) {
+        return -1;
+    }
+    *out = slice_make(a, (size_t)(b - a));
+    *pos = (size_t)(b - in.ptr) + strlen(close);
+    return 0;
+}
+
+/* <Tagging><TagSet><Tag><Key>k</Key><Value>v</Value></Tag>... -> "k=v&..." URL-encoded, the
+ * form the proxy records (its tags_from_xml). */
+static struct slice
+settle_tags(struct pool *p, struct slice xml)
+{
+    struct slice tag, k, v, acc = SLICE_LIT("");
+    size_t pos = 0;
+
+    while (settle_xml_elem(xml, "<Tag>", "</Tag>", &pos, &tag) == 0) {
+        size_t tp = 0, tp2 = 0;
+        const char *kv;
+
+        if (settle_xml_elem(tag, "<Key>", "</Key>", &tp, &k) != 0) {
+            continue;
+        }
+        if (settle_xml_elem(tag, "<Value>", "</Value>", &tp2, &v) != 0) {
+            v = SLICE_LIT("");
+        }
+        kv = pool_printf(p, "%.*s%s%s=%s", SLICE_ARGS(acc), acc.len ? "&" : "",
+                         uri_encode_pool(p, settle_xml_text(p, k), 0),
+                         uri_encode_pool(p, settle_xml_text(p, v), 0));
+        acc = slice_cstr(kv);
+    }
+    return acc;
+}
+
+static void
+tag_on_head(void *arg, int status)
+{
+    struct settle *s = arg;
+
+    s->tag_status = status;
+}
+
+static int
+tag_on_body(void *arg, const char *data, size_t len)
+{
+    struct settle *s = arg;
+
+    /* 10 tags of 128 + 256 characters, escaped: well under this */
+    if (evbuffer_get_length(s->tagging) + len <= 256 * 1024) {
+        evbuffer_add(s->tagging, data, len);
+    }
+    return 0;
+}
+
+static void
+tag_on_header(void *arg, struct slice name, struct slice value)
+{
+    (void)arg;
+    (void)name;
+    (void)value;
+}
+
+static void
+tag_on_done(void *arg, const char *errstr)
+{
+    struct settle *s = arg;
+    size_t n = evbuffer_get_length(s->tagging);
+
+    s->x = NULL;
+    if (errstr != NULL || (s->tag_status != 200 && s->tag_status != 404)) {
+        /* logged without its tags, the put would replicate without them: later */
+        log_warn("settle", "intent %s: GET ?tagging at the local store: %s (left for the next "
+                           "round)",
+                 s->show, errstr ? errstr : pool_printf(&s->ip, "status %d", s->tag_status));
+        settle_step(s);
+        return;
+    }
+    if (s->tag_status == 404) {
+        s->qs.found = 0; /* gone since the HEAD: a delete is on its way */
+    } else {
+        s->qs.tags =
+            settle_tags(&s->ip, slice_make((const char *)evbuffer_pullup(s->tagging, -1), n));
+    }
+    run_script(s);
+}
+
+static const struct upstream_xfer_ops tag_ops = {
+    head_read_body, tag_on_header, tag_on_head, tag_on_body, tag_on_done,
+};
+
+static void
+start_tagging(struct settle *s)
+{
+    struct sites_request rq;
+
+    memset(&rq, 0, sizeof(rq));
+    rq.method = "GET";
+    rq.path = pool_printf(&s->ip, "/%s/%s", uri_encode_pool(&s->ip, s->qs.bucket, 0),
+                          uri_encode_pool(&s->ip, s->qs.key, 1));
+    rq.query = "tagging";
+    rq.payload = SIGV4_EMPTY_SHA256;
+    s->tag_status = 0;
+    evbuffer_drain(s->tagging, evbuffer_get_length(s->tagging));
+    s->x = sites_start(s->store, &s->ip, &rq, -1, &tag_ops, s);
+    if (s->x == NULL) {
+        log_warn("settle", "intent %s: cannot start a GET ?tagging at the local store", s->show);
+        settle_step(s);
+    }
+}
 
 static void
 start_head(struct settle *s)
@@ -412,6 +583,7 @@ settle_create(struct event_base *evb, struct queue *q, struct site *store, int64
     s->step_ev = event_new(evb, -1, 0, on_settle_step, s);
     pool_init(&s->round);
     pool_init(&s->ip);
+    s->tagging = evbuffer_new();
     return s;
 }
 
@@ -447,5 +619,6 @@ settle_destroy(struct settle *s)
     event_free(s->step_ev);
     pool_deinit(&s->round);
     pool_deinit(&s->ip);
+    evbuffer_free(s->tagging);
     free(s);
 }

@@ -762,7 +762,9 @@ test_two_proxies(void)
     ok(h1.commits == 40 && h2.commits == 40 && h1.errors == 0 && h2.errors == 0,
        "two proxies: 40 commits each, no errors (%d/%d, errors %d/%d)", h1.commits, h2.commits,
        h1.errors, h2.errors);
-    ok(h1.busy > 0 && h2.busy > 0, "both saw BUSY (%d, %d)", h1.busy, h2.busy);
+    /* they contended (which one waits is up to the scheduler: on a loaded machine one of
+     * them can win every race) */
+    ok(h1.busy + h2.busy > 0, "BUSY seen (%d, %d)", h1.busy, h2.busy);
     ok(hammer_overlaps == 0, "never two lease holders at once");
     ok(hammer_unordered == 0, "stamps strictly increase in lease order (unique)");
     snprintf(want, sizeof(want), "(int)%lld", before + 80);
@@ -793,6 +795,9 @@ on_settle(void *arg, const char *err, enum queue_settle_outcome out)
     settle_out = (int)out;
 }
 
+/* The tag set a settled put carries (what the replicator read with GET ?tagging). */
+static const char *settle_tags_arg = "";
+
 static int
 settle(const char *key, const char *holder, enum mutation_op op, int64_t now, int found,
        const char *stamp, const char *vv, const char *expect)
@@ -817,6 +822,7 @@ settle(const char *key, const char *holder, enum mutation_op op, int64_t now, in
     s.vv = slice_cstr(vv);
     s.etag = SLICE_LIT("\"es\"");
     s.size = 7;
+    s.tags = slice_cstr(settle_tags_arg);
     if (queue_settle_intent(q, &s, on_settle, &g) != 0) {
         return -1;
     }
@@ -844,14 +850,16 @@ test_settle(void)
     ok_str(rsync("ZCARD s3tee:intents"), "(int)1", "... intent kept");
     ok(atoll(rsync("XLEN s3tee:log") + 5) == xlen, "... nothing logged");
     rsync("DEL s3tee:l:bkt/s1"); /* the lease ran out */
+    settle_tags_arg = "k%201=v&w=c0";
     ok(settle("s1", "hs1", MUT_PUT, N0 + 60000, 1, stamp, g.res.vv, "") == QUEUE_SETTLE_LOGGED,
        "settle: the store has a newer stamp: LOGGED");
-    snprintf(want, sizeof(want), "[%s,a=1,0,\"es\",7,%s,]", stamp, stamp);
+    settle_tags_arg = "";
+    snprintf(want, sizeof(want), "[%s,a=1,0,\"es\",7,%s,k%%201=v&w=c0]", stamp, stamp);
     ok_str(rsync("HMGET s3tee:o:bkt/s1 st vv del etag size tst tags"), want,
-           "... index from the store's object, tags unknown");
+           "... index from the store's object and its tags");
     snprintf(want, sizeof(want),
-             "[op,put,bucket,bkt,key,s1,stamp,%s,vv,a=1,etag,\"es\",size,7,tags,,parts,,"
-             "time,%lld]]]",
+             "[op,put,bucket,bkt,key,s1,stamp,%s,vv,a=1,etag,\"es\",size,7,tags,k%%201=v&w=c0,"
+             "parts,,time,%lld]]]",
              stamp, N0 + 60000);
     ok(strstr(rsync("XREVRANGE s3tee:log + - COUNT 1"), want) != NULL,
        "... put mutation logged");
