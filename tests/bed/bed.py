@@ -14,6 +14,14 @@ Importable by the integration tests (conftest.py), the benchmarks and the demo. 
 Every process gets free loopback ports and a directory under run_root(); everything
 started is stopped at exit (atexit), and a later run sweeps what a killed run left behind.
 Set S3TEE_BED_KEEP=1 to keep the directories (logs) after a run.
+
+Network namespaces (root only; sites.Deployment(netns=True) uses them): Netns(site) makes
+a namespace `s3tee-<run id>-<site>` joined to the root namespace by a veth pair on a /30 of
+10.201.0.0/16 (index chosen under a lock file, like the ports). RgwSite, Redis and Proxy
+take netns=: the process runs inside it (nsenter) and binds the namespace's address
+(.host), which the test process reaches over the veth. The namespace has no route but its
+/30, so it reaches nothing outside but the root side of its own veth. sweep_stale() deletes
+the namespaces of dead runs.
 """
 
 import atexit
@@ -204,6 +212,7 @@ def sweep_stale():
                 except ProcessLookupError:
                     pass
         shutil.rmtree(run_dir, ignore_errors=True)
+    _sweep_netns()
 
 
 def _new_dir(kind, directory=None):
@@ -310,15 +319,15 @@ def release_port_window(start):
         _unlock(f"w{start}")
 
 
-def wait_port(port, proc=None, timeout=30.0, what="process", logs=()):
-    """Waits until 127.0.0.1:port accepts; fails early if `proc` (a Popen) exits."""
+def wait_port(port, proc=None, timeout=30.0, what="process", logs=(), host="127.0.0.1"):
+    """Waits until host:port accepts; fails early if `proc` (a Popen) exits."""
     deadline = time.monotonic() + timeout
     while True:
         if proc is not None and proc.poll() is not None:
             raise BedError(f"{what} exited with status {proc.returncode} before listening "
                            f"on port {port}\n" + "\n".join(tail(p) for p in logs))
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            with socket.create_connection((host, port), timeout=1.0):
                 return
         except OSError:
             pass
@@ -339,12 +348,15 @@ def _die_with_parent():
     _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def spawn(argv, directory, env=None, name="process"):
+def spawn(argv, directory, env=None, name="process", netns=None):
     """Starts a long-running child in `directory` (its cwd), output to DIR/stdout.log and
     DIR/stderr.log, in its own session (a ^C at the terminal is for pytest, not for it).
     Tied to our life with PDEATHSIG when started from the main thread (the signal follows
-    the thread, so children of short-lived threads are not tied)."""
+    the thread, so children of short-lived threads are not tied). netns: a Netns to run it
+    in (nsenter execs the program: the pid is the program's own)."""
     directory = Path(directory)
+    if netns is not None:
+        argv = netns.wrap(argv)
     out = open(directory / "stdout.log", "ab")
     err = open(directory / "stderr.log", "ab")
     tie = threading.current_thread() is threading.main_thread()
@@ -407,6 +419,153 @@ def process_tree(pid):
         out.append(p)
         todo += _children(p)
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# Network namespaces: one per site in sites.Deployment(netns=True)
+#
+# Each namespace gets `lo` and one end of a veth pair (named eth0 inside); the other end
+# stays in the root namespace. Subnet k of 10.201.0.0/16 (a /30): root side .1, namespace
+# side .2 of 10.201.0.0 + 4k. The namespace has no default route: it reaches the root side
+# of its own veth and nothing else, whatever ip_forward says (the root sides also refuse to
+# forward), so two sites meet only through relays listening on those root-side addresses.
+
+NETNS_PREFIX = "s3tee-"
+_NETNS_DIR = Path("/run/netns")
+_NETNS_SUBNETS = 16384        # /30s in 10.201.0.0/16
+
+
+def netns_available():
+    """None if namespaces can be made here, else the reason they cannot."""
+    if os.geteuid() != 0:
+        return "network namespaces need root (ip netns add, veth pairs)"
+    for tool in ("ip", "nsenter"):
+        if shutil.which(tool) is None:
+            return f"{tool} not installed (Debian packages iproute2, util-linux)"
+    return None
+
+
+def _ip(*args, check=True):
+    r = subprocess.run(["ip", *map(str, args)], capture_output=True, text=True, timeout=30)
+    if check and r.returncode != 0:
+        raise BedError(f"ip {' '.join(map(str, args))}: {r.stderr.strip()}")
+    return r
+
+
+def run_id():
+    """This bed run's id, as namespace names carry it: `<pid>-<suffix>` of run_root()."""
+    return run_root().name[len("run-"):]
+
+
+class Netns:
+    """A network namespace for one site, joined to the root namespace by a veth pair.
+
+    After start(): .name (`s3tee-<run id>-<site>`), .host (the namespace's address: what its
+    processes bind and the test process connects to), .gateway (the root side: where the
+    site's relays listen), .veth (root-side interface). wrap(argv) runs argv inside it.
+    """
+
+    def __init__(self, site):
+        self.site = site
+        self.name = None
+        self.index = None
+        self.host = self.gateway = self.veth = None
+
+    def __repr__(self):
+        return f"Netns({self.name}, {self.host})"
+
+    def _claim_subnet(self):
+        start = random.randrange(_NETNS_SUBNETS)
+        for i in range(_NETNS_SUBNETS):
+            k = (start + i) % _NETNS_SUBNETS
+            if not _lock(f"n{k}"):
+                continue
+            veth = f"s3t{k}r"
+            if Path(f"/sys/class/net/{veth}").exists():
+                # the lock was free, so no live run holds it: debris of a killed run whose
+                # namespace outlived it (a process still inside); the pair goes with one end
+                _ip("link", "del", veth, check=False)
+                if Path(f"/sys/class/net/{veth}").exists():
+                    _unlock(f"n{k}")
+                    continue
+            return k
+        raise BedError("no free /30 left in 10.201.0.0/16 for a network namespace")
+
+    def start(self):
+        why = netns_available()
+        if why:
+            raise Unavailable(why)
+        self.name = f"{NETNS_PREFIX}{run_id()}-{self.site}"
+        self.index = self._claim_subnet()
+        base = 4 * self.index
+        net = f"10.201.{base >> 8}"
+        self.gateway, self.host = f"{net}.{(base & 255) + 1}", f"{net}.{(base & 255) + 2}"
+        self.veth = f"s3t{self.index}r"
+        _register(self)
+        _ip("netns", "add", self.name)
+        _ip("link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.name)
+        # no forwarding from our veth, even where the host forwards (docker, routers)
+        Path(f"/proc/sys/net/ipv4/conf/{self.veth}/forwarding").write_text("0\n")
+        _ip("addr", "add", f"{self.gateway}/30", "dev", self.veth)
+        _ip("link", "set", self.veth, "up")
+        _ip("-n", self.name, "link", "set", "lo", "up")
+        _ip("-n", self.name, "addr", "add", f"{self.host}/30", "dev", "eth0")
+        _ip("-n", self.name, "link", "set", "eth0", "up")
+        return self
+
+    def wrap(self, argv):
+        """argv run inside the namespace (nsenter execs it: same pid, same environment)."""
+        return ["nsenter", f"--net={_NETNS_DIR / self.name}", "--", *map(str, argv)]
+
+    def run(self, argv, **kw):
+        """subprocess.run of argv inside the namespace."""
+        return subprocess.run(self.wrap(argv), **kw)
+
+    def pids(self):
+        r = _ip("netns", "pids", self.name, check=False)
+        return [int(p) for p in r.stdout.split()] if r.returncode == 0 else []
+
+    def stop(self, check=False):
+        """Deletes the veth pair and the namespace; processes still inside are killed first
+        (they would keep the namespace alive). Safe to call twice."""
+        if self.name is None:
+            return self
+        _netns_delete(self.name, self.veth)
+        _unregister(self)
+        _unlock(f"n{self.index}")
+        self.name = None
+        return self
+
+    close = stop
+
+
+def _netns_delete(name, veth=None):
+    for pid in _ip("netns", "pids", name, check=False).stdout.split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+    if veth:
+        _ip("link", "del", veth, check=False)
+    _ip("netns", "del", name, check=False)
+
+
+def _sweep_netns():
+    """Deletes the namespaces of bed runs that are gone (their run directory was removed or
+    its owner died): everything inside one is ours by its name."""
+    try:
+        names = os.listdir(_NETNS_DIR)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(NETNS_PREFIX):
+            continue
+        rid = "-".join(name[len(NETNS_PREFIX):].split("-")[:2])    # <pid>-<suffix>
+        run_dir = BED_TMP / f"run-{rid}"
+        if run_dir.is_dir() and _owner_alive(run_dir):
+            continue
+        log(f"removing network namespace {name} of a dead bed run")
+        _netns_delete(name)
 
 
 # ---------------------------------------------------------------------------------------
@@ -480,9 +639,11 @@ class Redis:
     """redis-server on a free loopback port, AOF with appendfsync always, noeviction.
 
     stop() then start() again keeps the data (same directory and port): that is a restart.
+    netns: a started Netns to run in; it then binds the namespace's address (.host).
     """
 
-    def __init__(self, directory=None, port=None, extra_args=()):
+    def __init__(self, directory=None, port=None, extra_args=(), netns=None):
+        self.netns = netns
         self.dir = _new_dir("redis", directory)
         self.port = port
         self._own_port = port is None
@@ -494,7 +655,11 @@ class Redis:
 
     @property
     def url(self):
-        return f"redis://127.0.0.1:{self.port}"
+        return f"redis://{self.host}:{self.port}"
+
+    @property
+    def host(self):
+        return self.netns.host if self.netns else "127.0.0.1"
 
     @property
     def pid(self):
@@ -509,18 +674,18 @@ class Redis:
             raise Unavailable("redis-server not installed (Debian package redis-server)")
         if self.port is None:
             self.port = free_port()
-        argv = ["redis-server", "--bind", "127.0.0.1", "--port", self.port,
+        argv = ["redis-server", "--bind", self.host, "--port", self.port,
                 "--dir", self.dir, "--logfile", self.log_path, "--daemonize", "no",
                 "--save", "", "--appendonly", "yes", "--appendfsync", "always",
                 "--maxmemory-policy", "noeviction", "--protected-mode", "no",
                 *self.extra_args]
-        self.proc = spawn(argv, self.dir, name="redis-server")
+        self.proc = spawn(argv, self.dir, name="redis-server", netns=self.netns)
         _register(self)
         self._wait_ready(timeout)
         return self
 
     def _wait_ready(self, timeout):
-        wait_port(self.port, self.proc, timeout, "redis-server", [self.log_path])
+        wait_port(self.port, self.proc, timeout, "redis-server", [self.log_path], self.host)
         deadline = time.monotonic() + timeout
         while True:  # it accepts before it has loaded the AOF: LOADING errors until then
             try:
@@ -534,7 +699,7 @@ class Redis:
 
     def command(self, *args, timeout=10.0):
         """One command over a fresh connection; returns the decoded reply."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+        with socket.create_connection((self.host, self.port), timeout=timeout) as s:
             s.sendall(resp_encode(args))
             return resp_read(s.makefile("rb"))
 
@@ -618,11 +783,15 @@ def resp_read(f):
 
 class RgwSite:
     """A throwaway Ceph cluster + radosgw (tests/bed/rgw-up.sh), one S3 user with the given
-    keys. tls=True also serves https (certificate from tls_files()) on .tls_port."""
+    keys. tls=True also serves https (certificate from tls_files()) on .tls_port.
+    netns: a started Netns; the daemons (and admin(), gateway_up()) run inside it, radosgw
+    answers on the namespace's address (.host), monitor and OSD on its loopback."""
 
     region = "us-east-1"
 
-    def __init__(self, access_key="AKIDSTORE", secret="secretstore", tls=False, directory=None):
+    def __init__(self, access_key="AKIDSTORE", secret="secretstore", tls=False, directory=None,
+                 netns=None):
+        self.netns = netns
         self.access_key = access_key
         self.secret = secret
         self.tls = tls_files() if tls is True else (tls or None)
@@ -635,16 +804,23 @@ class RgwSite:
         return f"RgwSite(port={self.port}, dir={self.dir})"
 
     @property
+    def host(self):
+        return self.netns.host if self.netns else "127.0.0.1"
+
+    @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def tls_url(self):
-        return f"https://127.0.0.1:{self.tls_port}" if self.tls_port else None
+        return f"https://{self.host}:{self.tls_port}" if self.tls_port else None
 
     @property
     def ca(self):
         return str(self.tls.ca) if self.tls else None
+
+    def _wrap(self, argv):
+        return self.netns.wrap(argv) if self.netns else [str(a) for a in argv]
 
     @property
     def log_dir(self):
@@ -657,7 +833,7 @@ class RgwSite:
                                   "radosgw ceph-common)")
         self.port, self.mon_port = free_port(), free_port()
         self.osd_window = free_port_window(20)
-        env = dict(os.environ, OSD_PORT_MIN=str(self.osd_window))
+        env = dict(os.environ, OSD_PORT_MIN=str(self.osd_window), RGW_ADDR=self.host)
         if self.tls:
             self.tls_port = free_port()
             env.update(RGW_SSL_PORT=str(self.tls_port), RGW_SSL_CERT=str(self.tls.cert),
@@ -668,7 +844,8 @@ class RgwSite:
         argv = [str(BED_DIR / "rgw-up.sh"), str(self.dir), str(self.port), self.access_key,
                 self.secret, str(self.mon_port)]
         try:
-            r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+            r = subprocess.run(self._wrap(argv), env=env, capture_output=True, text=True,
+                               timeout=timeout)
         except subprocess.TimeoutExpired as e:
             self.stop(check=False, keep=True)
             raise BedError(f"rgw-up.sh took more than {timeout:.0f}s\n{e.stderr or ''}") from None
@@ -739,7 +916,7 @@ class RgwSite:
 
     def admin(self, *args, timeout=60):
         """radosgw-admin against this cluster; returns CompletedProcess (text)."""
-        return subprocess.run(["radosgw-admin", "-c", str(self.dir / "ceph.conf"), *map(str, args)],
+        return subprocess.run(self._wrap(["radosgw-admin", "-c", self.dir / "ceph.conf", *args]),
                               capture_output=True, text=True, timeout=timeout)
 
     def pids(self):
@@ -780,11 +957,12 @@ class RgwSite:
         """Starts radosgw again (it daemonizes itself) and waits until it answers S3."""
         if self._gateway_pid() is not None:
             return self
-        r = subprocess.run(["radosgw", "-c", str(self.dir / "ceph.conf"), "-n", "client.rgw.a"],
+        r = subprocess.run(self._wrap(["radosgw", "-c", self.dir / "ceph.conf", "-n", "client.rgw.a"]),
                            capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
             raise BedError(f"radosgw did not start again: {r.stderr}")
-        wait_port(self.port, None, timeout, "radosgw", [self.log_dir / "client.rgw.a.log"])
+        wait_port(self.port, None, timeout, "radosgw", [self.log_dir / "client.rgw.a.log"],
+                  self.host)
         return self
 
     def down_for(self, seconds):
@@ -880,6 +1058,7 @@ class Proxy:
     directives {name: value}; a list value repeats the directive, None removes a default
     binary     another executable (tests of the bed use a stub)
     env        extra environment for the process
+    netns      a started Netns to run in; it listens on the namespace's address (.host)
 
     After start(): .port .tls_port .url .tls_url .ca .pid .access_log .error_log
     .stderr_path .conf_path .creds_path
@@ -889,7 +1068,8 @@ class Proxy:
 
     def __init__(self, upstream, store_key=("AKIDSTORE", "secretstore"),
                  clients=(("AKIDCLIENT", "secretclient", "*"),), tls=True, directives=None,
-                 binary=None, env=None, directory=None, build=None, extra_creds=()):
+                 binary=None, env=None, directory=None, build=None, extra_creds=(), netns=None):
+        self.netns = netns
         self.upstream = upstream
         self.extra_creds = list(extra_creds)   # raw credential lines ("site b AK SK", "peer b AK SK")
         self.store_key = tuple(store_key)
@@ -916,12 +1096,16 @@ class Proxy:
     # -- addresses and identity
 
     @property
+    def host(self):
+        return self.netns.host if self.netns else "127.0.0.1"
+
+    @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def tls_url(self):
-        return f"https://127.0.0.1:{self.tls_port}" if self.tls_port else None
+        return f"https://{self.host}:{self.tls_port}" if self.tls_port else None
 
     @property
     def ca(self):
@@ -942,9 +1126,9 @@ class Proxy:
     # -- files
 
     def config_text(self):
-        d = {"listen": f"127.0.0.1:{self.port}"}
+        d = {"listen": f"{self.host}:{self.port}"}
         if self.tls:
-            d.update(listen_tls=f"127.0.0.1:{self.tls_port}", tls_certificate=self.tls.cert,
+            d.update(listen_tls=f"{self.host}:{self.tls_port}", tls_certificate=self.tls.cert,
                      tls_certificate_key=self.tls.key)
         d.update(upstream=self.upstream, credentials_file=self.creds_path, region=self.region,
                  access_log=self.access_log, error_log=self.error_log, log_level="debug")
@@ -998,12 +1182,12 @@ class Proxy:
         self.write_files()
         self.returncode = None
         self.proc = spawn([self.binary, "-c", self.conf_path], self.dir, env=self.env(),
-                          name="s3tee-proxy")
+                          name="s3tee-proxy", netns=self.netns)
         _register(self)
         logs = [self.stderr_path, self.error_log]
-        wait_port(self.port, self.proc, timeout, "s3tee-proxy", logs)
+        wait_port(self.port, self.proc, timeout, "s3tee-proxy", logs, self.host)
         if self.tls_port:
-            wait_port(self.tls_port, self.proc, timeout, "s3tee-proxy", logs)
+            wait_port(self.tls_port, self.proc, timeout, "s3tee-proxy", logs, self.host)
         return self
 
     def is_alive(self):

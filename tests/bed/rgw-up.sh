@@ -10,6 +10,8 @@
 #   OSD_PORT_MIN   first of 20 ports the OSD may bind (default derived from MON_PORT);
 #                  clusters side by side need disjoint ranges or their OSDs meet
 #   RGW_SSL_PORT   also serve https on this port, with RGW_SSL_CERT / RGW_SSL_KEY (PEM)
+#   RGW_ADDR       address radosgw binds (default 127.0.0.1; the bed's network namespace
+#                  mode runs this script inside a namespace and gives its veth address)
 #   OSD_BYTES      memstore capacity in bytes (default 2 GiB, taken lazily)
 #   CEPH_EXTRA_CONF  lines appended to [global]
 #
@@ -25,6 +27,7 @@ RGW_PORT=$2 AK=$3 SK=$4 MON_PORT=$5
 OSD_PORT_MIN=${OSD_PORT_MIN:-$((20000 + (MON_PORT % 600) * 20))}
 OSD_PORT_MAX=$((OSD_PORT_MIN + 19))
 OSD_BYTES=${OSD_BYTES:-2147483648}
+RGW_ADDR=${RGW_ADDR:-127.0.0.1}
 HERE=$(dirname "$(realpath "$0")")
 T0=${EPOCHREALTIME/./}
 
@@ -45,10 +48,11 @@ fail() {
 }
 trap 'fail "command failed at line $LINENO"' ERR
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$MON_PORT" "$RGW_PORT" ${RGW_SSL_PORT:-}; do
+port_busy() { (exec 3<>"/dev/tcp/$2/$1") 2>/dev/null; }
+for p in "$MON_PORT 127.0.0.1" "$RGW_PORT $RGW_ADDR" ${RGW_SSL_PORT:+"$RGW_SSL_PORT $RGW_ADDR"}; do
     # someone answering there would become part of our cluster or take our traffic
-    if port_busy "$p"; then echo "rgw-up: port $p is already in use" >&2; exit 1; fi
+    # shellcheck disable=SC2086  # "PORT ADDR"
+    if port_busy $p; then echo "rgw-up: port ${p% *} is already in use" >&2; exit 1; fi
 done
 
 rm -rf "$DIR"
@@ -59,9 +63,9 @@ CONF=$DIR/ceph.conf
 # tcp_nodelay=1: beast writes a response head and a small body separately; with Nagle on,
 # the body waits for the ACK of the head, which a client on a reused connection (the
 # proxy's libcurl pool) delays by 40 ms: every small GET through a proxy took 40+ ms.
-FRONTEND="beast endpoint=127.0.0.1:$RGW_PORT tcp_nodelay=1"
+FRONTEND="beast endpoint=$RGW_ADDR:$RGW_PORT tcp_nodelay=1"
 if [ -n "${RGW_SSL_PORT:-}" ]; then
-    FRONTEND="$FRONTEND ssl_endpoint=127.0.0.1:$RGW_SSL_PORT"
+    FRONTEND="$FRONTEND ssl_endpoint=$RGW_ADDR:$RGW_SSL_PORT"
     FRONTEND="$FRONTEND ssl_certificate=${RGW_SSL_CERT:?RGW_SSL_CERT needed} ssl_private_key=${RGW_SSL_KEY:?RGW_SSL_KEY needed}"
 fi
 
@@ -183,10 +187,10 @@ say "osd up"
 radosgw "${C[@]}" -n client.rgw.a
 up=0
 for _ in $(seq 300); do
-    if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$RGW_PORT/"; then up=1; break; fi
+    if curl -s -o /dev/null --max-time 2 "http://$RGW_ADDR:$RGW_PORT/"; then up=1; break; fi
     sleep 0.2
 done
-[ $up = 1 ] || fail "radosgw did not answer on port $RGW_PORT"
+[ $up = 1 ] || fail "radosgw did not answer on $RGW_ADDR:$RGW_PORT"
 say "rgw answers"
 up=0
 for _ in 1 2 3 4 5; do
@@ -200,4 +204,4 @@ for _ in 1 2 3 4 5; do
 done
 [ $up = 1 ] || fail "radosgw-admin user create failed: $(tail -n 3 "$DIR/log/user-create.out")"
 say "user created"
-echo "rgw up: http://127.0.0.1:$RGW_PORT${RGW_SSL_PORT:+ https://127.0.0.1:$RGW_SSL_PORT} key=$AK dir=$DIR"
+echo "rgw up: http://$RGW_ADDR:$RGW_PORT${RGW_SSL_PORT:+ https://$RGW_ADDR:$RGW_SSL_PORT} key=$AK dir=$DIR"

@@ -7,6 +7,14 @@ every site, and each pair of sites shares a site key in each direction (`site`/`
     d = Deployment(["a", "b"]).start()
     d["a"].proxy.url, d["b"].redis, d["a"].store ...
     d.stop()
+
+Deployment(netns=True) (root only, else bed.Unavailable): each site runs in its own network
+namespace (bed.Netns: `s3tee-<run id>-<site>`, a veth pair on a private /30, `lo` up, no
+route beyond the /30). Its RGW daemons, Redis, proxy and replicator run inside it and bind
+the namespace's address (site.netns.host), which the test process reaches over the veth.
+The sites meet only through WAN relays (implied) in the root namespace: the relay for
+a->b listens on the root side of a's veth and connects to b's address, so a partition of
+the relay really cuts a from b. stop() deletes the namespaces and veths.
 """
 import os
 import signal
@@ -21,7 +29,8 @@ class Replicator:
     """An s3tee-replicator with a generated config and 0600 credentials file."""
 
     def __init__(self, site_id, redis, upstream, store_key, peers, peer_keys, directives=None,
-                 env=None, build=None):
+                 env=None, build=None, netns=None):
+        self.netns = netns
         self.site_id = site_id
         self.redis = redis
         self.upstream = upstream
@@ -42,7 +51,7 @@ class Replicator:
         self.returncode = None
 
     def config_text(self):
-        d = {"site_id": self.site_id, "redis": f"127.0.0.1:{self.redis.port}",
+        d = {"site_id": self.site_id, "redis": f"{self.redis.host}:{self.redis.port}",
              "upstream": self.upstream, "credentials_file": self.creds_path,
              "error_log": self.error_log, "log_level": "debug", "metrics_file": self.metrics_path,
              "retry_base": "100ms", "retry_max": "2s", "claim_idle": "5s"}
@@ -75,7 +84,7 @@ class Replicator:
         env.update(self.extra_env)
         self.returncode = None
         self.proc = bed.spawn([self.binary, "-c", self.conf_path], self.dir, env=env,
-                              name="s3tee-replicator")
+                              name="s3tee-replicator", netns=self.netns)
         bed._register(self)
         time.sleep(0.2)
         if self.proc.poll() is not None:
@@ -124,9 +133,10 @@ class Replicator:
 
 
 class Site:
-    """One site: store + Redis + proxy + replicator."""
+    """One site: store + Redis + proxy + replicator (+ its bed.Netns in netns mode)."""
 
-    def __init__(self, site_id, store, redis, proxy, replicator):
+    def __init__(self, site_id, store, redis, proxy, replicator, netns=None):
+        self.netns = netns
         self.id = site_id
         self.store = store
         self.redis = redis
@@ -147,11 +157,15 @@ class Deployment:
     sites; per_site maps a site id to extra proxy directives (e.g. a clock offset env).
     tls=True (default): replicators write to the peers' proxies over https, verified with
     the bed CA (peer_ca_file; certificate for IP 127.0.0.1); tls=False: plain http with
-    peer_plain_http yes. Clients keep .proxy.url (http) either way; .proxy.tls_url too."""
+    peer_plain_http yes. Clients keep .proxy.url (http) either way; .proxy.tls_url too.
+    netns=True: every site in its own network namespace, linked through relays (see the
+    module's docstring); the certificate then also names the namespaces' addresses."""
 
     def __init__(self, ids=("a", "b"), proxy_directives=None, replicator_directives=None,
-                 proxy_env=None, start_replicators=True, tls=True, wan=False, clock_offset=None):
-        self.wan_wanted = wan
+                 proxy_env=None, start_replicators=True, tls=True, wan=False, clock_offset=None,
+                 netns=False):
+        self.netns_wanted = netns
+        self.wan_wanted = wan or netns     # namespaces meet only through relays
         self.wan = None                          # wan.Wan once started with wan=True
         self.clock_offset = dict(clock_offset or {})   # site id -> ms (proxy and replicator)
         self.ids = list(ids)
@@ -160,6 +174,7 @@ class Deployment:
         self.proxy_env = dict(proxy_env or {})   # site id -> env dict
         self.start_replicators = start_replicators
         self.tls = tls
+        self.tls_files = None                    # bed.TlsFiles once started with tls
         self.sites = {}
 
     def __getitem__(self, site_id):
@@ -194,34 +209,61 @@ class Deployment:
             for to in self.ids:
                 if frm == to:
                     continue
-                if self.wan is not None:
+                if self.wan is not None and self.netns_wanted:
+                    src, dst = self.sites[frm].netns, self.sites[to].netns
+                    r = self.wan.add(frm, to, ports[to], host=src.gateway, target_host=dst.host)
+                    out[(frm, to)] = f"{scheme}://{src.gateway}:{r.port}"
+                elif self.wan is not None:
                     out[(frm, to)] = f"{scheme}://127.0.0.1:{self.wan.add(frm, to, ports[to]).port}"
                 else:
                     out[(frm, to)] = f"{scheme}://127.0.0.1:{ports[to]}"
         return out
 
+    def _start_netns(self):
+        """One namespace per site (before anything runs in them)."""
+        why = bed.netns_available()
+        if why:
+            raise bed.Unavailable(why)
+        for i in self.ids:
+            self.sites[i] = Site(i, None, None, None, None, bed.Netns(i))
+            self.sites[i].netns.start()
+
     def _start(self):
-        stores = {i: bed.RgwSite(access_key=f"AKSTORE{i.upper()}", secret=f"secretstore{i}")
+        nets = {i: None for i in self.ids}
+        if self.netns_wanted:
+            self._start_netns()
+            nets = {i: self.sites[i].netns for i in self.ids}
+        stores = {i: bed.RgwSite(access_key=f"AKSTORE{i.upper()}", secret=f"secretstore{i}",
+                                 netns=nets[i])
                   for i in self.ids}
         for i, st in stores.items():
-            self.sites[i] = Site(i, st, None, None, None)    # so stop() finds what started
+            self.sites[i] = Site(i, st, None, None, None, nets[i])  # so stop() finds what started
         bed.RgwSite.start_many(list(stores.values()))
         redises = {}
         for i in self.ids:
-            redises[i] = self.sites[i].redis = bed.Redis().start()
+            redises[i] = self.sites[i].redis = bed.Redis(netns=nets[i]).start()
         ports = {i: bed.free_port() for i in self.ids}
-        tls = bed.tls_files() if self.tls else None
+        tls = None
+        if self.tls and self.netns_wanted:   # peers are reached at relay addresses
+            extra = [a for n in nets.values() for a in (n.host, n.gateway)]
+            tls = bed.tls_files(bed.DEFAULT_TLS_NAMES + tuple(extra))
+        elif self.tls:
+            tls = bed.tls_files()
+        self.tls_files = tls
         tls_ports = {i: bed.free_port() if tls else None for i in self.ids}
         links = self._link_urls(tls_ports if tls else ports, "https" if tls else "http")
-        urls = {i: f"https://127.0.0.1:{tls_ports[i]}" if tls else f"http://127.0.0.1:{ports[i]}"
+        hosts = {i: nets[i].host if nets[i] else "127.0.0.1" for i in self.ids}
+        urls = {i: f"https://{hosts[i]}:{tls_ports[i]}" if tls else f"http://{hosts[i]}:{ports[i]}"
                 for i in self.ids}
         link = {"peer_ca_file": tls.ca} if tls else {"peer_plain_http": "yes"}
-        site_lines = [f"{i} {urls[i]}" for i in self.ids]
         for i in self.ids:
             others = [p for p in self.ids if p != i]
+            # a site in a namespace reaches the others (bucket operations) only by relay
+            site_lines = [f"{p} {links[(i, p)] if self.netns_wanted and p != i else urls[p]}"
+                          for p in self.ids]
             creds = [f"site {p} {_site_key(p, i)[0]} {_site_key(p, i)[1]}" for p in others]
             creds += [f"peer {p} {_site_key(i, p)[0]} {_site_key(i, p)[1]}" for p in others]
-            d = {"site_id": i, "site": site_lines, "redis": f"127.0.0.1:{redises[i].port}"}
+            d = {"site_id": i, "site": site_lines, "redis": f"{hosts[i]}:{redises[i].port}"}
             if tls:
                 d["site_ca_file"] = tls.ca   # bucket-level operations reach the other sites
             else:
@@ -229,7 +271,7 @@ class Deployment:
             d.update(self.proxy_directives)
             proxy = bed.Proxy(stores[i].url, store_key=(stores[i].access_key, stores[i].secret),
                               tls=tls or False, directives=d, extra_creds=creds,
-                              env=self._clock_env(i, self.proxy_env.get(i)))
+                              env=self._clock_env(i, self.proxy_env.get(i)), netns=nets[i])
             proxy.port, proxy.tls_port = ports[i], tls_ports[i]
             self.sites[i].proxy = proxy
             proxy.start()
@@ -238,11 +280,11 @@ class Deployment:
                               {p: links[(i, p)] for p in others},
                               {p: _site_key(i, p) for p in others},
                               directives={**link, **self.replicator_directives},
-                              env=self._clock_env(i))
+                              env=self._clock_env(i), netns=nets[i])
             self.sites[i].replicator = repl
             if self.start_replicators:
                 repl.start()
-            self.sites[i] = Site(i, stores[i], redises[i], proxy, repl)
+            self.sites[i] = Site(i, stores[i], redises[i], proxy, repl, nets[i])
         return self
 
     def stop(self):
@@ -261,9 +303,15 @@ class Deployment:
             self.wan.stop()
             bed._unregister(self.wan)
         try:
-            bed.RgwSite.stop_many([s.store for s in self.sites.values()])
+            bed.RgwSite.stop_many([s.store for s in self.sites.values() if s.store is not None])
         except Exception as e:
             errors.append(e)
+        for s in self.sites.values():      # last: every process inside has stopped
+            if s.netns is not None:
+                try:
+                    s.netns.stop()
+                except Exception as e:
+                    errors.append(e)
         if errors:
             raise errors[0]
 

@@ -1,7 +1,9 @@
 """wan.py - a userspace WAN between test sites (the kernel here has no netem).
 
 One Relay per directed inter-site link: it listens on a loopback port and forwards every
-connection to a target port, applying what the test sets at run time:
+connection to a target port, applying what the test sets at run time (host= and
+target_host= for other addresses: in the bed's network namespace mode a relay listens on
+the root side of the sending site's veth and connects to the receiving site's address):
 
     r = Relay(target_port, name="a->b").start()
     r.set(latency=0.040, jitter=0.005, bandwidth=12_500_000, stall_prob=0.01,
@@ -199,7 +201,8 @@ class _Conn:
         if self.closed:
             return
         try:
-            self.server = socket.create_connection(("127.0.0.1", self.relay.target_port), timeout=10)
+            self.server = socket.create_connection((self.relay.target_host, self.relay.target_port),
+                                                   timeout=10)
             self.server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.server.setblocking(False)
         except OSError:
@@ -243,13 +246,15 @@ class _Conn:
 
 
 class Relay:
-    """A directed link: listens on 127.0.0.1:port (0: a free one) and forwards to
-    127.0.0.1:target_port with the impairments set by set()."""
+    """A directed link: listens on host:port (0: a free one) and forwards to
+    target_host:target_port with the impairments set by set()."""
 
     DEFAULTS = dict(latency=0.0, jitter=0.0, bandwidth=None, stall_prob=0.0, stall=0.2,
                     reset_prob=0.0)
 
-    def __init__(self, target_port, port=0, name="link"):
+    def __init__(self, target_port, port=0, name="link", host="127.0.0.1",
+                 target_host="127.0.0.1"):
+        self.host, self.target_host = host, target_host
         self.target_port = target_port
         self.name = name
         self.params = dict(self.DEFAULTS)
@@ -263,16 +268,16 @@ class Relay:
         self.counters = {"conns": 0, "bytes": 0, "stalls": 0, "resets": 0}
 
     def __repr__(self):
-        return f"Relay({self.name} :{self.port} -> :{self.target_port})"
+        return f"Relay({self.name} {self.host}:{self.port} -> {self.target_host}:{self.target_port})"
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.bind((self.host, self.port))
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True, name=f"wan {self.name}").start()
@@ -366,8 +371,8 @@ class Wan:
     def __init__(self):
         self.links = {}
 
-    def add(self, frm, to, target_port):
-        r = Relay(target_port, name=f"{frm}->{to}").start()
+    def add(self, frm, to, target_port, host="127.0.0.1", target_host="127.0.0.1"):
+        r = Relay(target_port, name=f"{frm}->{to}", host=host, target_host=target_host).start()
         self.links[(frm, to)] = r
         return r
 
