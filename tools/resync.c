@@ -416,6 +416,61 @@ lister_deinit(struct lister *l)
     free(l->after);
 }
 
+/*
+ * Reads one ListObjectsV2 page (XML, LEN bytes, no I/O) into L: its entries (keys and ETags
+ * decoded), whether more follow and the continuation token. -1 for a truncated page
+ * without a token. Entries without a <Key> are skipped.
+ */
+static int
+lister_parse(struct lister *l, const char *xml, size_t len)
+{
+    const char *pos = xml, *end = xml + len;
+    struct slice v, c;
+    size_t cap = 0;
+
+    while (xml_next(&pos, end, "Contents", &c) == 0) {
+        const char *cp = c.ptr, *ce = c.ptr + c.len;
+        struct lentry *e;
+        char *etag, *num;
+
+        if (l->n == cap) {
+            cap = cap ? cap * 2 : 256;
+            l->e = xrealloc(l->e, cap * sizeof(*l->e));
+        }
+        e = &l->e[l->n];
+        if (xml_next(&cp, ce, "Key", &v) != 0) {
+            continue;
+        }
+        e->key = xml_unescape(v);
+        cp = c.ptr;
+        e->etag[0] = '\0';
+        if (xml_next(&cp, ce, "ETag", &v) == 0) {
+            etag = xml_unescape(v);
+            snprintf(e->etag, sizeof(e->etag), "%s", etag);
+            free(etag);
+        }
+        cp = c.ptr;
+        e->size = -1;
+        if (xml_next(&cp, ce, "Size", &v) == 0) {
+            num = xstrndup(v.ptr, v.len);
+            e->size = strtoll(num, NULL, 10);
+            free(num);
+        }
+        l->n++;
+    }
+    pos = xml;
+    l->more = xml_next(&pos, end, "IsTruncated", &v) == 0 && slice_eq(v, SLICE_LIT("true"));
+    free(l->token);
+    l->token = NULL;
+    pos = xml;
+    if (l->more && xml_next(&pos, end, "NextContinuationToken", &v) == 0) {
+        l->token = xml_unescape(v);
+    } else if (l->more) {
+        return -1;
+    }
+    return 0;
+}
+
 /* Reads the next page; 0, or -1 (message printed, l->failed). */
 static int
 lister_fetch(struct lister *l)
@@ -424,9 +479,7 @@ lister_fetch(struct lister *l)
     struct pool p;
     struct hres h;
     char *path, *query;
-    const char *pos, *end, *xml;
-    struct slice v, c;
-    size_t cap = 0;
+    const char *xml;
     int rc = -1;
 
     lister_clear_page(l);
@@ -453,44 +506,7 @@ lister_fetch(struct lister *l)
     }
     /* a page is bounded (PAGE_MAX), so it may be made contiguous */
     xml = (const char *)evbuffer_pullup(h.body, -1);
-    end = xml + evbuffer_get_length(h.body);
-    pos = xml;
-    while (xml_next(&pos, end, "Contents", &c) == 0) {
-        const char *cp = c.ptr, *ce = c.ptr + c.len;
-        struct lentry *e;
-        char *etag;
-
-        if (l->n == cap) {
-            cap = cap ? cap * 2 : 256;
-            l->e = xrealloc(l->e, cap * sizeof(*l->e));
-        }
-        e = &l->e[l->n];
-        if (xml_next(&cp, ce, "Key", &v) != 0) {
-            continue;
-        }
-        e->key = xml_unescape(v);
-        cp = c.ptr;
-        e->etag[0] = '\0';
-        if (xml_next(&cp, ce, "ETag", &v) == 0) {
-            etag = xml_unescape(v);
-            snprintf(e->etag, sizeof(e->etag), "%s", etag);
-            free(etag);
-        }
-        cp = c.ptr;
-        e->size = -1;
-        if (xml_next(&cp, ce, "Size", &v) == 0) {
-            e->size = strtoll(pool_strndup(&p, v.ptr, v.len), NULL, 10);
-        }
-        l->n++;
-    }
-    pos = xml;
-    l->more = xml_next(&pos, end, "IsTruncated", &v) == 0 && slice_eq(v, SLICE_LIT("true"));
-    free(l->token);
-    l->token = NULL;
-    pos = xml;
-    if (l->more && xml_next(&pos, end, "NextContinuationToken", &v) == 0) {
-        l->token = xml_unescape(v);
-    } else if (l->more) {
+    if (lister_parse(l, xml, evbuffer_get_length(h.body)) != 0) {
         fprintf(stderr, "s3tee resync: listing at %s is truncated without a continuation "
                         "token\n", l->what);
         goto out;
