@@ -1048,6 +1048,17 @@ def build_dir():
     return Path(os.environ.get("S3TEE_BUILD") or REPO / "build").resolve()
 
 
+def asan_build():
+    """The binaries under test are built with AddressSanitizer (make SANITIZER=address)."""
+    binary = build_dir() / "s3tee-proxy"
+    if not binary.exists():
+        return False
+    if "libasan" in subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout:
+        return True
+    with open(binary, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 class Proxy:
     """An s3tee-proxy with a generated config and 0600 credentials file.
 

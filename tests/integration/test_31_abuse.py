@@ -29,19 +29,7 @@ PROBE = b"probe: a well-behaved client is served\n"
 FULL = os.environ.get("S3TEE_ABUSE_FULL") == "1"
 
 
-def _asan_build():
-    """The proxy under test is built with AddressSanitizer (test_17_large does the same)."""
-    import subprocess
-    binary = bed.build_dir() / "s3tee-proxy"
-    if not binary.exists():
-        return False
-    if "libasan" in subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout:
-        return True
-    with open(binary, "rb") as f:
-        return b"__asan_init" in f.read()
-
-
-ASAN = _asan_build()
+ASAN = bed.asan_build()
 # ASan's shadow memory and quarantine count in RSS: a small quarantine, and bounds x4
 ENV = {"ASAN_OPTIONS": bed.SANITIZER_ENV["ASAN_OPTIONS"]
        + ":quarantine_size_mb=8:thread_local_quarantine_size_kb=256"} if ASAN else {}
