@@ -1266,6 +1266,35 @@ op_to_mutation(enum s3_op op)
 }
 
 /*
+ * A peer's replicator publishes its site's low-water figure (replicator/gc.h) on the
+ * requests it sends here: kept in s3tee:lw for this site's tombstone horizon. Best effort:
+ * an older figure only keeps tombstones longer.
+ */
+static void
+record_low_water(struct req *r)
+{
+    struct slice v = hdr_value(r, "x-s3tee-low-water");
+    const char *argv[4] = {"HSET", QUEUE_KEY_LW, r->site_key, NULL};
+    size_t argvlen[4], i;
+
+    if (v.ptr == NULL || r->w->q == NULL || v.len == 0 || v.len > 15) {
+        return;
+    }
+    for (i = 0; i < v.len; i++) {
+        if (v.ptr[i] < '0' || v.ptr[i] > '9') {
+            log_warn("repl", "%s site %s sent a malformed x-s3tee-low-water; ignored", r->id,
+                     r->site_key);
+            return;
+        }
+    }
+    argv[3] = pool_printf(&r->pool, "%.*s %lld", SLICE_ARGS(v), (long long)timeutil_now_ms());
+    for (i = 0; i < 4; i++) {
+        argvlen[i] = strlen(argv[i]);
+    }
+    (void)queue_command_argv(r->w->q, 4, argv, argvlen, NULL, NULL);
+}
+
+/*
  * Decides whether this request is a recorded client write (ROLE_LOCAL), a peer's replica
  * write (ROLE_REPLICA) or neither. Returns -1 after answering an error.
  */
@@ -1287,6 +1316,7 @@ repl_decide(struct req *r)
         struct stamp parsed;
         struct vv pv;
 
+        record_low_water(r);
         if (st.ptr == NULL) {
             if (s3_op_is_mutation(r->addr.op)) {
                 fail(r, S3ERR_INVALID_REQUEST, "A site key writes only replica writes, which "
@@ -1817,6 +1847,17 @@ on_mpu_saved(void *arg, const char *errstr, struct redisReply *reply)
     req_maybe_free(r);
 }
 
+/*
+ * The stamp and the open-upload set in one step: while the upload is open its Complete may
+ * still log this (old) stamp, so the tombstone horizon (replicator/gc.h) must stay below it.
+ * KEYS: s3tee:mpu:<id>, s3tee:mpus  ARGV: stamp, ttl ms, upload id
+ */
+static const char mpu_save_script[] =
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "local ms = tonumber(string.sub(ARGV[1], 1, 12), 16)\n"
+    "if ms then redis.call('ZADD', KEYS[2], ms, ARGV[3]) end\n"
+    "return 1\n";
+
 /* CreateMultipartUpload succeeded: keep its stamp under the upload id for Complete. */
 static void
 mpu_save_stamp(struct req *r)
@@ -1824,27 +1865,48 @@ mpu_save_stamp(struct req *r)
     size_t n = r->held ? evbuffer_get_length(r->held) : 0, pos = 0;
     const char *xml = n ? (const char *)evbuffer_pullup(r->held, (ev_ssize_t)n) : "";
     struct slice id;
-    const char *argv[6];
-    size_t argvlen[6];
-    char *key;
+    const char *argv[8];
+    size_t argvlen[8];
 
     if (xml_text(slice_make(xml, n), "<UploadId>", "</UploadId>", &pos, &id) != 0) {
         on_mpu_saved(r, NULL, NULL);
         return;
     }
-    key = pool_printf(&r->pool, "s3tee:mpu:%.*s", SLICE_ARGS(id));
-    argv[0] = "SET";
-    argv[1] = key;
-    argv[2] = r->stamp;
-    argv[3] = "PX";
-    argv[4] = MPU_KEY_TTL_MS;
-    for (pos = 0; pos < 5; pos++) {
+    argv[0] = "EVAL";
+    argv[1] = mpu_save_script;
+    argv[2] = "2";
+    argv[3] = pool_printf(&r->pool, "s3tee:mpu:%.*s", SLICE_ARGS(id));
+    argv[4] = QUEUE_KEY_MPUS;
+    argv[5] = r->stamp;
+    argv[6] = MPU_KEY_TTL_MS;
+    argv[7] = pool_strndup(&r->pool, id.ptr, id.len);
+    for (pos = 0; pos < 8; pos++) {
         argvlen[pos] = strlen(argv[pos]);
     }
     r->qbusy = 1;
-    if (queue_command_argv(r->w->q, 5, argv, argvlen, on_mpu_saved, r) != 0) {
+    if (queue_command_argv(r->w->q, 8, argv, argvlen, on_mpu_saved, r) != 0) {
         on_mpu_saved(r, queue_err_unavailable, NULL);
     }
+}
+
+/*
+ * The upload is gone from the store (completed or aborted): it no longer holds the
+ * tombstone horizon back. Best effort: an entry left behind only holds the horizon for the
+ * week the replicator's gc keeps it.
+ */
+static void
+mpu_forget(struct req *r)
+{
+    const struct s3_param *id = s3addr_param(&r->addr, "uploadId");
+    const char *argv[3] = {"ZREM", QUEUE_KEY_MPUS, NULL};
+    size_t argvlen[3] = {4, sizeof(QUEUE_KEY_MPUS) - 1, 0};
+
+    if (id == NULL || r->w->q == NULL) {
+        return;
+    }
+    argv[2] = pool_strndup(&r->pool, id->value.ptr, id->value.len);
+    argvlen[2] = id->value.len;
+    (void)queue_command_argv(r->w->q, 3, argv, argvlen, NULL, NULL);
 }
 
 static void on_parts(struct req *r, const char *errstr);
@@ -2169,6 +2231,9 @@ repl_after_store(struct req *r)
         }
         if (xml_text(slice_make(xml, hn), "<ETag>", "</ETag>", &pos, &e) == 0 && e.len > 0) {
             etag = xml_unescape(&r->pool, e);
+        }
+        if (r->is_complete && !r->tags_fixed) {
+            mpu_forget(r); /* the intent (s3tee:open) covers the stamp until the commit */
         }
     }
     if (r->is_complete && r->tags_override != NULL && !r->tags_fixed) {
@@ -3041,6 +3106,9 @@ xfer_on_head(void *arg, int status)
 
     r->upstream_us = upstream_first_byte_us(r->xfer);
     touch(r);
+    if (r->addr.op == S3_OP_ABORT_MULTIPART && status / 100 == 2 && r->site_key == NULL) {
+        mpu_forget(r);
+    }
     if (r->began || r->multi_delete || r->bucket_fan || r->list_filter) {
         r->status = status; /* answered after the commit or the peers (send_held) */
         return;

@@ -54,6 +54,7 @@ static const char *const script_bodies[SC_COUNT] = {
 #define KEY_LOG "s3tee:log"
 #define KEY_CONFLICTS "s3tee:conflicts"
 #define KEY_REPAIR QUEUE_KEY_REPAIR
+#define KEY_OPEN QUEUE_KEY_OPEN
 
 struct queue {
     struct rconn *rc;                /* the connection (owned) */
@@ -404,8 +405,8 @@ queue_begin_local(struct queue *q, const struct queue_write *w, queue_begin_cb c
 {
     struct buf idx = {0}, lease = {0}, member = {0};
     char now[24], lms[24], score[24];
-    const char *a[10];
-    size_t l[10];
+    const char *a[11];
+    size_t l[11];
     struct call *c;
     int rv;
 
@@ -423,15 +424,16 @@ queue_begin_local(struct queue *q, const struct queue_write *w, queue_begin_cb c
     a[1] = idx.p;
     a[2] = lease.p;
     a[3] = KEY_INTENTS;
-    a[4] = now;
-    a[5] = q->site;
-    a[6] = w->holder;
-    a[7] = lms;
-    a[8] = score;
-    a[9] = member.p;
+    a[4] = KEY_OPEN;
+    a[5] = now;
+    a[6] = q->site;
+    a[7] = w->holder;
+    a[8] = lms;
+    a[9] = score;
+    a[10] = member.p;
     l[1] = idx.len;
     l[2] = lease.len;
-    l[9] = member.len;
+    l[10] = member.len;
     l[0] = strlen(a[0]);
     l[3] = strlen(a[3]);
     l[4] = strlen(a[4]);
@@ -439,9 +441,10 @@ queue_begin_local(struct queue *q, const struct queue_write *w, queue_begin_cb c
     l[6] = strlen(a[6]);
     l[7] = strlen(a[7]);
     l[8] = strlen(a[8]);
+    l[9] = strlen(a[9]);
     c = call_new(CALL_BEGIN, arg, "begin_local");
     c->cb.begin = cb;
-    rv = run(q, SC_BEGIN_LOCAL, 4, 10, a, l, c);
+    rv = run(q, SC_BEGIN_LOCAL, 5, 11, a, l, c);
     free(idx.p);
     free(lease.p);
     free(member.p);
@@ -571,8 +574,8 @@ queue_commit_local(struct queue *q, const struct queue_write *w, const struct mu
                    queue_done_cb cb, void *arg)
 {
     struct buf idx = {0}, lease = {0}, member = {0};
-    const char *a[7];
-    size_t l[7];
+    const char *a[8];
+    size_t l[8];
     struct call *c;
     int rv;
 
@@ -587,18 +590,20 @@ queue_commit_local(struct queue *q, const struct queue_write *w, const struct mu
     a[2] = KEY_INTENTS;
     a[3] = KEY_LOG;
     a[4] = KEY_REPAIR;
-    a[5] = w->holder;
-    a[6] = member.p;
+    a[5] = KEY_OPEN;
+    a[6] = w->holder;
+    a[7] = member.p;
     l[0] = idx.len;
     l[1] = lease.len;
     l[2] = strlen(a[2]);
     l[3] = strlen(a[3]);
     l[4] = strlen(a[4]);
     l[5] = strlen(a[5]);
-    l[6] = member.len;
+    l[6] = strlen(a[6]);
+    l[7] = member.len;
     c = call_new(CALL_DONE, arg, "commit_local");
     c->cb.done = cb;
-    rv = commit_call(q, SC_COMMIT_LOCAL, 5, a, l, 7, m, c);
+    rv = commit_call(q, SC_COMMIT_LOCAL, 6, a, l, 8, m, c);
     free(idx.p);
     free(lease.p);
     free(member.p);
@@ -640,8 +645,8 @@ int
 queue_release(struct queue *q, const struct queue_write *w, queue_done_cb cb, void *arg)
 {
     struct buf lease = {0}, member = {0};
-    const char *a[4];
-    size_t l[4];
+    const char *a[5];
+    size_t l[5];
     struct call *c;
     int rv;
 
@@ -652,15 +657,17 @@ queue_release(struct queue *q, const struct queue_write *w, queue_done_cb cb, vo
     intent_member(&member, q, w);
     a[0] = lease.p;
     a[1] = KEY_INTENTS;
-    a[2] = w->holder;
-    a[3] = member.p;
+    a[2] = KEY_OPEN;
+    a[3] = w->holder;
+    a[4] = member.p;
     l[0] = lease.len;
     l[1] = strlen(a[1]);
     l[2] = strlen(a[2]);
-    l[3] = member.len;
+    l[3] = strlen(a[3]);
+    l[4] = member.len;
     c = call_new(CALL_DONE, arg, "release");
     c->cb.done = cb;
-    rv = run(q, SC_RELEASE, 2, 4, a, l, c);
+    rv = run(q, SC_RELEASE, 3, 5, a, l, c);
     free(lease.p);
     free(member.p);
     return rv;
@@ -679,8 +686,8 @@ queue_settle_intent(struct queue *q, const struct queue_settle *s, queue_settle_
 {
     struct buf idx = {0}, lease = {0};
     char now[24], size[24];
-    const char *a[19];
-    size_t l[19], i;
+    const char *a[20];
+    size_t l[20], i;
     struct stamp st;
     struct vv vv;
     struct call *c;
@@ -701,21 +708,22 @@ queue_settle_intent(struct queue *q, const struct queue_settle *s, queue_settle_
     a[3] = KEY_LOG;
     a[4] = KEY_HLC;
     a[5] = KEY_REPAIR;
-    arg_slice(&a[6], &l[6], s->member);
-    a[7] = now;
-    a[8] = q->site;
-    a[9] = mutation_op_name(s->op);
-    arg_slice(&a[10], &l[10], s->bucket);
-    arg_slice(&a[11], &l[11], s->key);
-    arg_slice(&a[12], &l[12], s->expect_stamp);
-    a[13] = s->found ? "1" : "0";
-    arg_slice(&a[14], &l[14], put ? s->stamp : SLICE_LIT(""));
-    arg_slice(&a[15], &l[15], put ? s->vv : SLICE_LIT(""));
-    arg_slice(&a[16], &l[16], put ? s->etag : SLICE_LIT(""));
-    a[17] = size;
-    arg_slice(&a[18], &l[18], put ? s->tags : SLICE_LIT(""));
-    for (i = 0; i < 18; i++) {
-        if (i < 6 || i == 7 || i == 8 || i == 9 || i == 13 || i == 17) {
+    a[6] = KEY_OPEN;
+    arg_slice(&a[7], &l[7], s->member);
+    a[8] = now;
+    a[9] = q->site;
+    a[10] = mutation_op_name(s->op);
+    arg_slice(&a[11], &l[11], s->bucket);
+    arg_slice(&a[12], &l[12], s->key);
+    arg_slice(&a[13], &l[13], s->expect_stamp);
+    a[14] = s->found ? "1" : "0";
+    arg_slice(&a[15], &l[15], put ? s->stamp : SLICE_LIT(""));
+    arg_slice(&a[16], &l[16], put ? s->vv : SLICE_LIT(""));
+    arg_slice(&a[17], &l[17], put ? s->etag : SLICE_LIT(""));
+    a[18] = size;
+    arg_slice(&a[19], &l[19], put ? s->tags : SLICE_LIT(""));
+    for (i = 0; i < 19; i++) {
+        if (i < 7 || i == 8 || i == 9 || i == 10 || i == 14 || i == 18) {
             l[i] = strlen(a[i]);
         }
     }
@@ -723,7 +731,7 @@ queue_settle_intent(struct queue *q, const struct queue_settle *s, queue_settle_
     l[1] = lease.len;
     c = call_new(CALL_SETTLE, arg, "settle_intent");
     c->cb.settle = cb;
-    rv = run(q, SC_SETTLE_INTENT, 6, 19, a, l, c);
+    rv = run(q, SC_SETTLE_INTENT, 7, 20, a, l, c);
     free(idx.p);
     free(lease.p);
     return rv;

@@ -135,6 +135,17 @@ int queue_release(struct queue *q, const struct queue_write *w, queue_done_cb cb
  */
 #define QUEUE_KEY_REPAIR "s3tee:repair"
 
+/*
+ * The tombstone horizon's inputs (replicator/gc.h): local writes between begin and
+ * commit/release (the intent member, score = the begin's now_ms, a floor for its stamp),
+ * multipart uploads between Create and Complete/Abort (member = upload id, score = the ms of
+ * the stamp the Create took), and the low-water figure each site published (hash: site id
+ * -> "<ms> <time published ms>").
+ */
+#define QUEUE_KEY_OPEN "s3tee:open"
+#define QUEUE_KEY_MPUS "s3tee:mpus"
+#define QUEUE_KEY_LW "s3tee:lw"
+
 /* A conflict record (notes/replication.md): XADD to s3tee:conflicts. */
 struct queue_conflict {
     struct slice bucket, key;        /* where */

@@ -129,11 +129,12 @@
 
 /*
  * begin_local
- * KEYS: hlc, index, lease, intents
+ * KEYS: hlc, index, lease, intents, open
  * ARGV: now_ms, site, holder, lease_ms, intent_score, intent_member
  * Lease held by another holder: BUSY, nothing written (the HLC does not move). Else mints
  * max(now_ms << 16, hlc + 1), takes the lease (SET PX), bumps SITE in the index vector and
- * ZADDs the intent. Returns the ten strings described above.
+ * ZADDs the intent, and ZADDs it to OPEN scored NOW_MS (a floor for the minted stamp's ms:
+ * the tombstone horizon, replicator/gc.h). Returns the ten strings described above.
  */
 static const char script_begin_local[] =
     SCRIPT_PRELUDE
@@ -164,6 +165,7 @@ static const char script_begin_local[] =
     "redis.call('SET', KEYS[1], h)\n"
     "redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])\n"
     "redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])\n"
+    "redis.call('ZADD', KEYS[5], now, ARGV[6])\n"
     "return {'GO', h .. '.' .. ARGV[2], nv, unpack(e)}\n";
 
 /*
@@ -229,13 +231,14 @@ static const char script_check_lease[] =
 
 /*
  * commit_local
- * KEYS: index, lease, intents, log, repair
+ * KEYS: index, lease, intents, log, repair, open
  * ARGV: holder, intent_member, then the mutation's field/value pairs (mutation_encode)
  * Error reply "S3TEE lease lost" when HOLDER no longer has the lease (nothing written but
  * the key in the repair set: the store took this write, and another writer may have
  * committed in between, so the store may now hold an older stamp than the index).
  * Else updates the index (put: data and tags; delete: data, tags cleared; tags: tags only),
- * XADDs the pairs to the log, ZREMs the intent, DELs the lease. Returns the stream id.
+ * XADDs the pairs to the log, ZREMs the intent (from intents and open), DELs the lease.
+ * Returns the stream id.
  */
 static const char script_commit_local[] =
     SCRIPT_PRELUDE
@@ -248,6 +251,7 @@ static const char script_commit_local[] =
     "index_apply(KEYS[1], f, false)\n"
     "local id = redis.call('XADD', KEYS[4], '*', unpack(ARGV, 3))\n"
     "redis.call('ZREM', KEYS[3], ARGV[2])\n"
+    "redis.call('ZREM', KEYS[6], ARGV[2])\n"
     "redis.call('DEL', KEYS[2])\n"
     "return id\n";
 
@@ -272,20 +276,21 @@ static const char script_commit_replica[] =
 
 /*
  * release
- * KEYS: lease, intents
+ * KEYS: lease, intents, open
  * ARGV: holder, intent_member
- * DELs the lease when HOLDER's, ZREMs the intent. Returns 1.
+ * DELs the lease when HOLDER's, ZREMs the intent (from intents and open). Returns 1.
  */
 static const char script_release[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end\n"
     "redis.call('ZREM', KEYS[2], ARGV[2])\n"
+    "redis.call('ZREM', KEYS[3], ARGV[2])\n"
     "return 1\n";
 
 /*
  * settle_intent - a replicator settles an intent a proxy left behind (died between the
  * store's answer and commit_local). Idempotent: several replicators may run it for one
  * intent.
- * KEYS: index, lease, intents, log, hlc, repair
+ * KEYS: index, lease, intents, log, hlc, repair, open
  * ARGV: intent_member, now_ms, site, op, bucket, key, expect_st, found, stamp, vv, etag, size,
  *       tags (the store's tag set of a found put, URL-encoded)
  * GONE when the intent is no longer there (nothing written); BUSY when the key's lease is
@@ -335,6 +340,7 @@ static const char script_settle_intent[] =
     "       'vv', nv, 'etag', '', 'size', '-1', 'tags', '', 'parts', '', 'time', ARGV[2]}\n"
     "end\n"
     "redis.call('ZREM', KEYS[3], ARGV[1])\n"
+    "redis.call('ZREM', KEYS[7], ARGV[1])\n"
     "if not f and op == 'put' and found and stamp_split(ARGV[9]) and bcmp(ARGV[9], e[2]) < 0 then\n"
     "  redis.call('ZADD', KEYS[6], 'NX', 0, string.sub(KEYS[1], 9))\n"
     "end\n"

@@ -353,6 +353,14 @@ static const struct conf_cmd repl_conf_cmds[] = {
              .max = DAY),
     CONF_CMD("meta_bucket", conf_set_string, F(meta_bucket), .def = "s3tee-meta"),
 
+    /* tombstones (replicator/gc.c) */
+    CONF_CMD("gc_interval", conf_set_duration, F(gc_interval_ms), .def = "10s", .min = 0,
+             .max = DAY),
+    CONF_CMD("tombstone_keep", conf_set_duration, F(tombstone_keep_ms), .def = "1h", .min = 0,
+             .max = 365 * DAY),
+    CONF_CMD("gc_scan_limit", conf_set_int, F(gc_scan_limit), .def = "10000", .min = 1,
+             .max = 1000000),
+
     /* anti-entropy (replicator/resched.c runs tools/resync.c) */
     CONF_CMD("resync_interval", conf_set_duration, F(resync_interval_ms), .def = "0", .min = 0,
              .max = 365 * DAY),

@@ -61,6 +61,11 @@ struct repl_conf {
     int64_t trim_interval_ms;    /* trim, lag and backlog-cap round */
     char *meta_bucket;           /* bucket at the store for s3tee's own records (owned) */
 
+    /* tombstones (gc.h) */
+    int64_t gc_interval_ms;      /* low-water round and sweep; 0 = tombstones are kept */
+    int64_t tombstone_keep_ms;   /* a stable tombstone still stays this long */
+    int gc_scan_limit;           /* stream entries a round may read per peer */
+
     /* anti-entropy */
     int64_t resync_interval_ms; /* run resync with every peer this often; 0 = only on rebuild */
     char **resync_buckets;      /* buckets resync covers (owned) */

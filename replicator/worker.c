@@ -71,6 +71,7 @@
 #include "replicator/settle.h"
 #include "replicator/sites.h"
 #include "replicator/watermark.h"
+#include "replicator/gc.h"
 
 #define STREAM "s3tee:log"
 #define DEAD_STREAM "s3tee:dead"
@@ -194,6 +195,7 @@ struct worker {
     struct settle *settle;      /* intents dead proxies left (owned) */
     struct repair *repair;      /* keys whose store fell behind the index (owned) */
     struct watermark *wm;       /* lost-writes check (owned) */
+    struct gc *gc;              /* tombstone collection (owned) */
     struct event *trim_ev;      /* trim tick (owned) */
     struct event *metrics_ev;   /* metrics tick (owned) */
     struct event *grace_ev;     /* end of the stop grace time (owned) */
@@ -1560,6 +1562,16 @@ write_metrics(struct worker *w)
         json_object_set_new(peers, p->site->id, o);
     }
     json_object_set_new(root, "peers", peers);
+    {
+        const struct gc_stats *gs = gc_stats(w->gc);
+        json_t *o = json_object();
+
+        json_object_set_new(o, "low_water_ms", json_integer((json_int_t)gs->low_water_ms));
+        json_object_set_new(o, "horizon_ms", json_integer((json_int_t)gs->horizon_ms));
+        json_object_set_new(o, "tombstones_dropped", json_integer((json_int_t)gs->dropped));
+        json_object_set_new(o, "rounds", json_integer((json_int_t)gs->rounds));
+        json_object_set_new(root, "gc", o);
+    }
     tmp = xmalloc(strlen(w->cf->metrics_file) + 8);
     sprintf(tmp, "%s.tmp", w->cf->metrics_file);
     rc = json_dump_file(root, tmp, JSON_INDENT(1) | JSON_SORT_KEYS);
@@ -1637,6 +1649,7 @@ worker_create(struct event_base *evb, const struct repl_conf *cf)
     w->settle = settle_create(evb, w->cq, &w->sites->store, settle_interval_ms(cf));
     w->repair = repair_create(evb, w->cq, w->sites, cf, settle_interval_ms(cf));
     w->wm = watermark_create(evb, w->cq, &w->sites->store, cf);
+    w->gc = gc_create(evb, w->cq, w->sites, cf);
     w->claim_ev = event_new(evb, -1, EV_PERSIST, on_claim_tick, w);
     w->trim_ev = event_new(evb, -1, EV_PERSIST, on_trim_tick, w);
     w->metrics_ev = event_new(evb, -1, EV_PERSIST, on_metrics_tick, w);
@@ -1659,6 +1672,7 @@ worker_start(struct worker *w)
     settle_start(w->settle);
     repair_start(w->repair);
     watermark_start(w->wm);
+    gc_start(w->gc);
     if (w->cf->metrics_file != NULL) {
         arm(w->metrics_ev, METRICS_INTERVAL_MS);
         write_metrics(w);
@@ -1752,6 +1766,7 @@ worker_stop(struct worker *w, int64_t grace_ms, worker_stopped_cb cb, void *arg)
     settle_stop(w->settle);
     repair_stop(w->repair);
     watermark_stop(w->wm);
+    gc_stop(w->gc);
     for (i = 0; i < w->npeers; i++) {
         evtimer_del(w->peers[i].retry_ev);
     }
@@ -1796,6 +1811,7 @@ worker_destroy(struct worker *w)
     settle_destroy(w->settle);
     repair_destroy(w->repair);
     watermark_destroy(w->wm);
+    gc_destroy(w->gc);
     for (i = 0; i < w->npeers; i++) {
         queue_destroy(w->peers[i].rq);
     }

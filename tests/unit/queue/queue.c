@@ -229,6 +229,9 @@ test_begin_commit_local(void)
         snprintf(want, sizeof(want), "[%s,%lld]", member, N0 + 30000);
         ok_str(rsync("ZRANGE s3tee:intents 0 -1 WITHSCORES"), want,
                "intent recorded with score now + intent_ttl");
+        snprintf(want, sizeof(want), "[%s,%lld]", member, N0);
+        ok_str(rsync("ZRANGE s3tee:open 0 -1 WITHSCORES"), want,
+               "open write recorded with score now (a floor for its stamp's ms)");
     }
 
     w2 = wr("k1", "h2", N0 + 5, MUT_PUT);
@@ -264,6 +267,7 @@ test_begin_commit_local(void)
     }
     ok_str(rsync("XLEN s3tee:log"), "(int)1", "one log entry");
     ok_str(rsync("ZCARD s3tee:intents"), "(int)0", "intent removed");
+    ok_str(rsync("ZCARD s3tee:open"), "(int)0", "open write removed with it");
     ok_str(rsync("EXISTS s3tee:l:bkt/k1"), "(int)0", "lease released");
 
     /* the next write sees the entry, bumps the vector, takes the next counter */
@@ -297,11 +301,13 @@ test_begin_commit_local(void)
     ok_str(rsync("XLEN s3tee:log"), "(int)2", "... no log entry");
     ok(strncmp(rsync("HGET s3tee:o:bkt/k1 st"), second, 16) == 0, "... index unchanged");
     ok_str(rsync("ZCARD s3tee:intents"), "(int)1", "... intent kept for a replicator");
+    ok_str(rsync("ZCARD s3tee:open"), "(int)1", "... and the open write: the horizon waits");
     ok_str(rsync("ZRANGE s3tee:repair 0 -1 WITHSCORES"), "[bkt/k1,0]",
            "... key in the repair set, due now (the store took a write the index did not)");
     rsync("DEL s3tee:repair");
     ok_str(release(&w), "ok", "release");
     ok_str(rsync("ZCARD s3tee:intents"), "(int)0", "release drops the intent");
+    ok_str(rsync("ZCARD s3tee:open"), "(int)0", "... and the open write");
 
     /* tags are a register of their own */
     w = wr("k1", "h5", N0, MUT_TAGS);
@@ -865,6 +871,7 @@ test_settle(void)
        "... put mutation logged");
     ok(atoll(rsync("XLEN s3tee:log") + 5) == xlen + 1, "... once");
     ok_str(rsync("ZCARD s3tee:intents"), "(int)0", "... intent removed");
+    ok_str(rsync("ZCARD s3tee:open"), "(int)0", "... and the open write");
     ok(settle("s1", "hs1", MUT_PUT, N0 + 60000, 1, stamp, "a=1", "") == QUEUE_SETTLE_GONE,
        "settle again (another replicator): GONE");
     ok(atoll(rsync("XLEN s3tee:log") + 5) == xlen + 1, "... nothing logged twice");

@@ -6,6 +6,7 @@
 #include "replicator/watermark.c"
 #include "replicator/rebuild.c"
 #include "replicator/repair.c"
+#include "replicator/gc.c"
 
 #include "test.h"
 
