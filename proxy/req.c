@@ -163,6 +163,7 @@ struct req {
     struct evbuffer *parts;           /* Complete: part sizes "n1,n2,..." (owned) */
     int64_t parts_total;              /* Complete: sum of part sizes */
     char *part_marker;                /* ListParts paging (pool) */
+    char *mpu_upload_id;              /* Create: the upload id the store answered (pool) */
     struct slice *del_keys;           /* DeleteObjects: keys the store deleted (pool) */
     size_t ndel, idel;
 
@@ -1829,6 +1830,21 @@ on_commit(void *arg, const char *errstr)
 
 #define MPU_KEY_TTL_MS "604800000" /* S3 keeps incomplete uploads for days; a week covers it */
 
+/* The upload whose stamp could not be kept is aborted: the client gets 503 and retries. */
+static void
+on_mpu_abandoned(struct req *r, const char *errstr)
+{
+    if (errstr != NULL || r->aux_status / 100 != 2) {
+        log_warn("repl", "%s aborting multipart upload %s of bucket=%.*s key=%.*s failed (%s, "
+                         "HTTP %d); it stays at the store until aborted or expired",
+                 r->id, r->mpu_upload_id, SLICE_ARGS(r->addr.bucket), SLICE_ARGS(r->addr.key),
+                 errstr ? errstr : "refused", r->aux_status);
+    }
+    fail(r, S3ERR_SLOW_DOWN, "The site's replication queue is unavailable; the multipart upload "
+                             "was not started. Please retry.");
+    req_maybe_free(r);
+}
+
 static void
 on_mpu_saved(void *arg, const char *errstr, struct redisReply *reply)
 {
@@ -1836,10 +1852,24 @@ on_mpu_saved(void *arg, const char *errstr, struct redisReply *reply)
 
     (void)reply;
     r->qbusy = 0;
-    if (errstr != NULL) {
-        log_warn("repl", "%s could not remember the stamp of a multipart upload of bucket=%.*s "
-                         "key=%.*s (%s); it will get a fresh stamp at completion",
-                 r->id, SLICE_ARGS(r->addr.bucket), SLICE_ARGS(r->addr.key), errstr);
+    if (errstr != NULL && r->mpu_upload_id != NULL) {
+        /* The store wrote the Create's stamp into the upload's metadata; without the stamp
+         * key, Complete would log another one than the object carries, and no peer could
+         * ever take it. So the upload does not start. */
+        char *path = s3addr_upstream_path(&r->pool, &r->addr);
+        char *query = pool_printf(&r->pool, "uploadId=%s",
+                                  uri_encode_pool(&r->pool, slice_cstr(r->mpu_upload_id), 0));
+
+        log_warn("repl", "%s could not remember the stamp of multipart upload %s of "
+                         "bucket=%.*s key=%.*s (%s); aborting it and answering 503",
+                 r->id, r->mpu_upload_id, SLICE_ARGS(r->addr.bucket), SLICE_ARGS(r->addr.key),
+                 errstr);
+        r->began = 0;
+        queue_release(r->w->q, &r->qw, NULL, NULL);
+        if (aux_start(r, "DELETE", path, query, on_mpu_abandoned) != 0) {
+            on_mpu_abandoned(r, "the abort could not be sent");
+        }
+        return;
     }
     r->began = 0;
     queue_release(r->w->q, &r->qw, NULL, NULL);
@@ -1853,9 +1883,9 @@ on_mpu_saved(void *arg, const char *errstr, struct redisReply *reply)
  * KEYS: s3tee:mpu:<id>, s3tee:mpus  ARGV: stamp, ttl ms, upload id
  */
 static const char mpu_save_script[] =
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
     "local ms = tonumber(string.sub(ARGV[1], 1, 12), 16)\n"
     "if ms then redis.call('ZADD', KEYS[2], ms, ARGV[3]) end\n"
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
     "return 1\n";
 
 /* CreateMultipartUpload succeeded: keep its stamp under the upload id for Complete. */
@@ -1880,6 +1910,7 @@ mpu_save_stamp(struct req *r)
     argv[5] = r->stamp;
     argv[6] = MPU_KEY_TTL_MS;
     argv[7] = pool_strndup(&r->pool, id.ptr, id.len);
+    r->mpu_upload_id = (char *)argv[7];
     for (pos = 0; pos < 8; pos++) {
         argvlen[pos] = strlen(argv[pos]);
     }
