@@ -15,7 +15,8 @@ Every process gets free loopback ports and a directory under run_root(); everyth
 started is stopped at exit (atexit), and a later run sweeps what a killed run left behind.
 Set S3TEE_BED_KEEP=1 to keep the directories (logs) after a run.
 
-Network namespaces (root only; sites.Deployment(netns=True) uses them): Netns(site) makes
+Network namespaces (root only; sites.Deployment uses them by default where they work,
+see netns_default(); S3TEE_BED_NETNS=0 keeps loopback, =1 insists): Netns(site) makes
 a namespace `s3tee-<run id>-<site>` joined to the root namespace by a veth pair on a /30 of
 10.201.0.0/16 (index chosen under a lock file, like the ports). RgwSite, Redis and Proxy
 take netns=: the process runs inside it (nsenter) and binds the namespace's address
@@ -435,14 +436,49 @@ _NETNS_DIR = Path("/run/netns")
 _NETNS_SUBNETS = 16384        # /30s in 10.201.0.0/16
 
 
+_netns_probed = {}     # "why": the cached answer of netns_available()
+
+
 def netns_available():
-    """None if namespaces can be made here, else the reason they cannot."""
+    """None if namespaces can be made here, else the reason they cannot: root, ip and
+    nsenter installed, and a probe that makes a namespace with a veth pair inside and
+    deletes it works (a container may refuse either). Probed once per process."""
     if os.geteuid() != 0:
         return "network namespaces need root (ip netns add, veth pairs)"
     for tool in ("ip", "nsenter"):
         if shutil.which(tool) is None:
             return f"{tool} not installed (Debian packages iproute2, util-linux)"
-    return None
+    if "why" not in _netns_probed:
+        _netns_probed["why"] = _netns_probe()
+    return _netns_probed["why"]
+
+
+def _netns_probe():
+    # named like a site's namespace, so that the sweep removes it if we die in between;
+    # the veth pair lives inside it and goes with it
+    name = f"{NETNS_PREFIX}{run_id()}-probe"
+    try:
+        for argv in (("netns", "add", name),
+                     ("-n", name, "link", "add", "p0", "type", "veth", "peer", "name", "p1"),
+                     ("-n", name, "link", "set", "lo", "up")):
+            r = _ip(*argv, check=False)
+            if r.returncode != 0:
+                return f"ip {' '.join(argv)} failed here: {r.stderr.strip()}"
+        return None
+    finally:
+        _ip("netns", "del", name, check=False)
+
+
+def netns_default():
+    """What sites.Deployment(netns=None) does: $S3TEE_BED_NETNS=1 namespaces (Unavailable
+    at start if they cannot be made), =0 loopback; unset or empty: namespaces where
+    netns_available() says they can be made, loopback otherwise."""
+    v = os.environ.get("S3TEE_BED_NETNS", "").strip()
+    if v in ("0", "1"):
+        return v == "1"
+    if v:
+        raise BedError(f"S3TEE_BED_NETNS={v!r}: 0 (loopback) or 1 (namespaces), or unset")
+    return netns_available() is None
 
 
 def _ip(*args, check=True):
