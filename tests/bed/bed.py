@@ -16,10 +16,10 @@ started is stopped at exit (atexit), and a later run sweeps what a killed run le
 Set S3TEE_BED_KEEP=1 to keep the directories (logs) after a run.
 
 Network namespaces (root only; sites.Deployment uses them by default where they work,
-see netns_default(); S3TEE_BED_NETNS=0 keeps loopback, =1 insists): Netns(site) makes
-a namespace `s3tee-<run id>-<site>` joined to the root namespace by a veth pair on a /30 of
-10.201.0.0/16 (index chosen under a lock file, like the ports). RgwSite, Redis and Proxy
-take netns=: the process runs inside it (nsenter) and binds the namespace's address
+see netns_default(); S3TEE_BED_NETNS=0 keeps loopback, =1 insists): Netns(site) makes a
+namespace `s3tee-<run id>-<site>-<k>` joined to the root namespace by a veth pair on /30
+number k of 10.201.0.0/16 (k chosen under a lock file, like the ports). RgwSite, Redis and
+Proxy take netns=: the process runs inside it (nsenter) and binds the namespace's address
 (.host), which the test process reaches over the veth. The namespace has no route but its
 /30, so it reaches nothing outside but the root side of its own veth. sweep_stale() deletes
 the namespaces of dead runs.
@@ -496,9 +496,10 @@ def run_id():
 class Netns:
     """A network namespace for one site, joined to the root namespace by a veth pair.
 
-    After start(): .name (`s3tee-<run id>-<site>`), .host (the namespace's address: what its
-    processes bind and the test process connects to), .gateway (the root side: where the
-    site's relays listen), .veth (root-side interface). wrap(argv) runs argv inside it.
+    After start(): .name (`s3tee-<run id>-<site>-<subnet index>`), .host (the namespace's
+    address: what its processes bind and the test process connects to), .gateway (the root
+    side: where the site's relays listen), .veth (root-side interface). wrap(argv) runs argv
+    inside it.
     """
 
     def __init__(self, site):
@@ -531,8 +532,10 @@ class Netns:
         why = netns_available()
         if why:
             raise Unavailable(why)
-        self.name = f"{NETNS_PREFIX}{run_id()}-{self.site}"
         self.index = self._claim_subnet()
+        # the subnet's index keeps two live deployments of one run (a module's fixture and
+        # a test's own) apart; the sweep reads the run id from the first two fields
+        self.name = f"{NETNS_PREFIX}{run_id()}-{self.site}-{self.index}"
         base = 4 * self.index
         net = f"10.201.{base >> 8}"
         self.gateway, self.host = f"{net}.{(base & 255) + 1}", f"{net}.{(base & 255) + 2}"

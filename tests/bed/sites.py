@@ -17,7 +17,7 @@ namespaces (bed.Unavailable where they cannot be made). netns=True / netns=False
 the code win over both.
 
 Deployment(netns=True) (root only, else bed.Unavailable): each site runs in its own network
-namespace (bed.Netns: `s3tee-<run id>-<site>`, a veth pair on a private /30, `lo` up, no
+namespace (bed.Netns: `s3tee-<run id>-<site>-<k>`, a veth pair on a private /30, `lo` up, no
 route beyond the /30). Its RGW daemons, Redis, proxy and replicator run inside it and bind
 the namespace's address (site.netns.host), which the test process reaches over the veth.
 The sites meet only through WAN relays (implied) in the root namespace: the relay for
@@ -175,7 +175,7 @@ class Deployment:
                  proxy_env=None, start_replicators=True, tls=True, wan=False, clock_offset=None,
                  netns=None):
         self.netns_wanted = bed.netns_default() if netns is None else bool(netns)
-        self.wan_wanted = wan or netns     # namespaces meet only through relays
+        self.wan_wanted = wan or self.netns_wanted   # namespaces meet only through relays
         self.wan = None                          # wan.Wan once started with wan=True
         self.clock_offset = dict(clock_offset or {})   # site id -> ms (proxy and replicator)
         self.ids = list(ids)
