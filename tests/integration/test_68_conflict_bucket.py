@@ -110,7 +110,7 @@ def test_loser_copied_to_the_conflict_bucket(two_sites):
     assert rec["kept_at"] == f"s3://{CB}/{kept}"
     assert int(rec["loser_size"]) == len(loser)
     # and the operator's tool prints it
-    out = logscan.run_tool("conflicts", "--redis", f"127.0.0.1:{a.redis.port}",
+    out = logscan.run_tool("conflicts", "--redis", f"{a.redis.host}:{a.redis.port}",
                            "--bucket", bucket)
     assert out.returncode == 0, out.stderr
     lines = [json.loads(x) for x in out.stdout.splitlines()]
