@@ -3,8 +3,9 @@ writes travel over TLS with the peer's certificate verified (plain http only by 
 a site key rotates while replication keeps flowing, and no log, metrics file or tool
 output of the suite holds a secret or a signature.
 
-Real parts: RGW stores, Redis, s3tee-proxy, s3tee-replicator and the s3tee tool, on
-loopback; the bed's CA signs the proxies' certificate (IP SAN 127.0.0.1).
+Real parts: RGW stores, Redis, s3tee-proxy, s3tee-replicator and the s3tee tool, in a
+network namespace per site where the bed can make them, else on loopback; the bed's CA
+signs the proxies' certificate (IP SAN 127.0.0.1, and the namespaces' addresses).
 """
 import datetime
 import hashlib
