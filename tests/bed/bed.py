@@ -15,10 +15,11 @@ Every process gets free loopback ports and a directory under run_root(); everyth
 started is stopped at exit (atexit), and a later run sweeps what a killed run left behind.
 Set S3TEE_BED_KEEP=1 to keep the directories (logs) after a run.
 
-Network namespaces (root only; sites.Deployment(netns=True) uses them): Netns(site) makes
-a namespace `s3tee-<run id>-<site>` joined to the root namespace by a veth pair on a /30 of
-10.201.0.0/16 (index chosen under a lock file, like the ports). RgwSite, Redis and Proxy
-take netns=: the process runs inside it (nsenter) and binds the namespace's address
+Network namespaces (root only; sites.Deployment uses them by default where they work,
+see netns_default(); S3TEE_BED_NETNS=0 keeps loopback, =1 insists): Netns(site) makes a
+namespace `s3tee-<run id>-<site>-<k>` joined to the root namespace by a veth pair on /30
+number k of 10.201.0.0/16 (k chosen under a lock file, like the ports). RgwSite, Redis and
+Proxy take netns=: the process runs inside it (nsenter) and binds the namespace's address
 (.host), which the test process reaches over the veth. The namespace has no route but its
 /30, so it reaches nothing outside but the root side of its own veth. sweep_stale() deletes
 the namespaces of dead runs.
@@ -435,14 +436,49 @@ _NETNS_DIR = Path("/run/netns")
 _NETNS_SUBNETS = 16384        # /30s in 10.201.0.0/16
 
 
+_netns_probed = {}     # "why": the cached answer of netns_available()
+
+
 def netns_available():
-    """None if namespaces can be made here, else the reason they cannot."""
+    """None if namespaces can be made here, else the reason they cannot: root, ip and
+    nsenter installed, and a probe that makes a namespace with a veth pair inside and
+    deletes it works (a container may refuse either). Probed once per process."""
     if os.geteuid() != 0:
         return "network namespaces need root (ip netns add, veth pairs)"
     for tool in ("ip", "nsenter"):
         if shutil.which(tool) is None:
             return f"{tool} not installed (Debian packages iproute2, util-linux)"
-    return None
+    if "why" not in _netns_probed:
+        _netns_probed["why"] = _netns_probe()
+    return _netns_probed["why"]
+
+
+def _netns_probe():
+    # named like a site's namespace, so that the sweep removes it if we die in between;
+    # the veth pair lives inside it and goes with it
+    name = f"{NETNS_PREFIX}{run_id()}-probe"
+    try:
+        for argv in (("netns", "add", name),
+                     ("-n", name, "link", "add", "p0", "type", "veth", "peer", "name", "p1"),
+                     ("-n", name, "link", "set", "lo", "up")):
+            r = _ip(*argv, check=False)
+            if r.returncode != 0:
+                return f"ip {' '.join(argv)} failed here: {r.stderr.strip()}"
+        return None
+    finally:
+        _ip("netns", "del", name, check=False)
+
+
+def netns_default():
+    """What sites.Deployment(netns=None) does: $S3TEE_BED_NETNS=1 namespaces (Unavailable
+    at start if they cannot be made), =0 loopback; unset or empty: namespaces where
+    netns_available() says they can be made, loopback otherwise."""
+    v = os.environ.get("S3TEE_BED_NETNS", "").strip()
+    if v in ("0", "1"):
+        return v == "1"
+    if v:
+        raise BedError(f"S3TEE_BED_NETNS={v!r}: 0 (loopback) or 1 (namespaces), or unset")
+    return netns_available() is None
 
 
 def _ip(*args, check=True):
@@ -460,9 +496,10 @@ def run_id():
 class Netns:
     """A network namespace for one site, joined to the root namespace by a veth pair.
 
-    After start(): .name (`s3tee-<run id>-<site>`), .host (the namespace's address: what its
-    processes bind and the test process connects to), .gateway (the root side: where the
-    site's relays listen), .veth (root-side interface). wrap(argv) runs argv inside it.
+    After start(): .name (`s3tee-<run id>-<site>-<subnet index>`), .host (the namespace's
+    address: what its processes bind and the test process connects to), .gateway (the root
+    side: where the site's relays listen), .veth (root-side interface). wrap(argv) runs argv
+    inside it.
     """
 
     def __init__(self, site):
@@ -495,8 +532,10 @@ class Netns:
         why = netns_available()
         if why:
             raise Unavailable(why)
-        self.name = f"{NETNS_PREFIX}{run_id()}-{self.site}"
         self.index = self._claim_subnet()
+        # the subnet's index keeps two live deployments of one run (a module's fixture and
+        # a test's own) apart; the sweep reads the run id from the first two fields
+        self.name = f"{NETNS_PREFIX}{run_id()}-{self.site}-{self.index}"
         base = 4 * self.index
         net = f"10.201.{base >> 8}"
         self.gateway, self.host = f"{net}.{(base & 255) + 1}", f"{net}.{(base & 255) + 2}"

@@ -42,12 +42,12 @@ def main():
     ap.add_argument("--keep", action="store_true", help="leave the sites running until Enter")
     args = ap.parse_args()
     step("starting two sites (a, b): RGW store, Redis, s3tee-proxy, s3tee-replicator each")
-    d = sites.Deployment(["a", "b"]).start()
+    d = sites.Deployment(["a", "b"], netns=False).start()   # README: "on loopback"
     try:
         a, b = d["a"], d["b"]
         for s in (a, b):
             print(f"   site {s.id}: s3tee {s.proxy.url}   store {s.store.url}   "
-                  f"redis 127.0.0.1:{s.redis.port}")
+                  f"redis {s.redis.host}:{s.redis.port}")
             boto3.client("s3", endpoint_url=s.store.url, region_name="us-east-1",
                          aws_access_key_id=s.store.access_key,
                          aws_secret_access_key=s.store.secret).create_bucket(Bucket="demo")
@@ -81,7 +81,7 @@ def main():
         print(f"   site a has {va!r}, site b has {vb!r}  (the larger stamp wins everywhere)")
         for s in (a, b):
             out = subprocess.run([str(sites.bed.build_dir() / "s3tee"), "conflicts", "--redis",
-                                  f"127.0.0.1:{s.redis.port}"], capture_output=True, text=True)
+                                  f"{s.redis.host}:{s.redis.port}"], capture_output=True, text=True)
             for line in out.stdout.splitlines():
                 print(f"   conflict log at site {s.id}: {json.loads(line)}")
         if args.keep:

@@ -1,15 +1,23 @@
 """Multi-site deployments for tests, benchmarks and the demo (Debian python, stdlib only).
 
 A Deployment of N sites starts, per site, an RGW store, a Redis (AOF, noeviction), an
-s3tee-proxy and an s3tee-replicator, all on loopback, wired as a full mesh: every site lists
-every site, and each pair of sites shares a site key in each direction (`site`/`peer` lines).
+s3tee-proxy and an s3tee-replicator (on loopback, or in a network namespace per site: see
+below), wired as a full mesh: every site lists every site, and each pair of sites shares a
+site key in each direction (`site`/`peer` lines).
 
     d = Deployment(["a", "b"]).start()
     d["a"].proxy.url, d["b"].redis, d["a"].store ...
     d.stop()
 
+Where each site runs: Deployment(netns=None), the default, puts every site in its own
+network namespace when bed.netns_available() says namespaces can be made here (root, and
+`ip netns` and veth pairs work), and on loopback otherwise; the environment variable
+S3TEE_BED_NETNS=0 keeps every default Deployment on loopback, S3TEE_BED_NETNS=1 insists on
+namespaces (bed.Unavailable where they cannot be made). netns=True / netns=False chosen in
+the code win over both.
+
 Deployment(netns=True) (root only, else bed.Unavailable): each site runs in its own network
-namespace (bed.Netns: `s3tee-<run id>-<site>`, a veth pair on a private /30, `lo` up, no
+namespace (bed.Netns: `s3tee-<run id>-<site>-<k>`, a veth pair on a private /30, `lo` up, no
 route beyond the /30). Its RGW daemons, Redis, proxy and replicator run inside it and bind
 the namespace's address (site.netns.host), which the test process reaches over the veth.
 The sites meet only through WAN relays (implied) in the root namespace: the relay for
@@ -159,13 +167,15 @@ class Deployment:
     the bed CA (peer_ca_file; certificate for IP 127.0.0.1); tls=False: plain http with
     peer_plain_http yes. Clients keep .proxy.url (http) either way; .proxy.tls_url too.
     netns=True: every site in its own network namespace, linked through relays (see the
-    module's docstring); the certificate then also names the namespaces' addresses."""
+    module's docstring); the certificate then also names the namespaces' addresses.
+    netns=None (default): namespaces where they work, else loopback (bed.netns_default():
+    S3TEE_BED_NETNS=0/1 decides). .netns_wanted says which was chosen."""
 
     def __init__(self, ids=("a", "b"), proxy_directives=None, replicator_directives=None,
                  proxy_env=None, start_replicators=True, tls=True, wan=False, clock_offset=None,
-                 netns=False):
-        self.netns_wanted = netns
-        self.wan_wanted = wan or netns     # namespaces meet only through relays
+                 netns=None):
+        self.netns_wanted = bed.netns_default() if netns is None else bool(netns)
+        self.wan_wanted = wan or self.netns_wanted   # namespaces meet only through relays
         self.wan = None                          # wan.Wan once started with wan=True
         self.clock_offset = dict(clock_offset or {})   # site id -> ms (proxy and replicator)
         self.ids = list(ids)

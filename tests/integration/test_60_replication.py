@@ -2,7 +2,8 @@
 others, in both directions, exactly once (full mesh, no ping-pong).
 
 Real parts only: one Ceph RGW store, one Redis, one s3tee-proxy and one s3tee-replicator per
-site, on loopback. Clients: Debian's boto3 1.26 in process.
+site, each site in its own network namespace where the bed can make them (else on
+loopback; tests/bed/sites.py). Clients: Debian's boto3 1.26 in process.
 """
 import hashlib
 import os

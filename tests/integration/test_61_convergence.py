@@ -1,7 +1,8 @@
 """Convergence under conflict, clocks, and the queue's failure modes (async mode).
 
-Two real sites (RGW, Redis, s3tee-proxy, s3tee-replicator each) on loopback; site b's proxy
-runs with a test-only clock offset (S3TEE_CLOCK_OFFSET_MS) within max_clock_offset.
+Two real sites (RGW, Redis, s3tee-proxy, s3tee-replicator each; a network namespace each
+where the bed can make them, else loopback: tests/bed/sites.py); site b's proxy runs with
+a test-only clock offset (S3TEE_CLOCK_OFFSET_MS) within max_clock_offset.
 """
 import concurrent.futures as cf
 import json

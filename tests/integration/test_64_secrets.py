@@ -3,8 +3,9 @@ writes travel over TLS with the peer's certificate verified (plain http only by 
 a site key rotates while replication keeps flowing, and no log, metrics file or tool
 output of the suite holds a secret or a signature.
 
-Real parts: RGW stores, Redis, s3tee-proxy, s3tee-replicator and the s3tee tool, on
-loopback; the bed's CA signs the proxies' certificate (IP SAN 127.0.0.1).
+Real parts: RGW stores, Redis, s3tee-proxy, s3tee-replicator and the s3tee tool, in a
+network namespace per site where the bed can make them, else on loopback; the bed's CA
+signs the proxies' certificate (IP SAN 127.0.0.1, and the namespaces' addresses).
 """
 import datetime
 import hashlib
@@ -159,8 +160,10 @@ def test_replica_writes_go_over_verified_tls(two_sites, tmp_path):
     d = two_sites
     a, b = d["a"], d["b"]
     conf = a.replicator.config_text()
-    assert f"peer b https://127.0.0.1:{b.proxy.tls_port}\n" in conf
-    assert f"peer_ca_file {bed.tls_files().ca}\n" in conf and "peer_plain_http" not in conf
+    relay = d.wan[("a", "b")] if d.wan else None      # netns mode: b is reached by relay
+    want = f"{relay.host}:{relay.port}" if relay else f"127.0.0.1:{b.proxy.tls_port}"
+    assert f"peer b https://{want}\n" in conf
+    assert f"peer_ca_file {d.tls_files.ca}\n" in conf and "peer_plain_http" not in conf
     bucket = make_bucket(d, "tls")
     client(a.proxy.url).put_object(Bucket=bucket, Key="one", Body=b"over tls")
     wait_for(lambda: get_bytes(store_client(b), bucket, "one") == b"over tls", what="replica")
@@ -179,7 +182,7 @@ def test_replica_writes_go_over_verified_tls(two_sites, tmp_path):
         assert missing(store_client(b), bucket, "two")
     finally:
         a.replicator.stop()
-        a.replicator.directives["peer_ca_file"] = bed.tls_files().ca
+        a.replicator.directives["peer_ca_file"] = d.tls_files.ca
         a.replicator.start()
     # the right CA again: the held entry goes through
     wait_for(lambda: get_bytes(store_client(b), bucket, "two") == b"held back",
@@ -312,7 +315,7 @@ def test_zz_no_secret_in_logs_metrics_or_tool_output(two_sites):
     outputs = []
     for s in (a, b):
         for what in ("dead", "conflicts"):
-            r = logscan.run_tool(what, "--redis", f"127.0.0.1:{s.redis.port}")
+            r = logscan.run_tool(what, "--redis", f"{s.redis.host}:{s.redis.port}")
             assert r.returncode == 0, r.stderr
             outputs.append(r.stdout)
     assert '"orphan"' in outputs[0] and any('"both"' in o for o in outputs[1::2]), outputs

@@ -1,6 +1,7 @@
 """Where the loser of a conflict is kept (notes/replication.md, "Where losers are kept").
 
-Two real sites (RGW, Redis, s3tee-proxy, s3tee-replicator each) on loopback, both proxies
+Two real sites (RGW, Redis, s3tee-proxy, s3tee-replicator each; a network namespace each
+where the bed can make them, else loopback), both proxies
 with `conflict_bucket conflicts`. A conflict is made by stopping the loser's replicator:
 the loser's site writes a key first, the other site writes it a moment later (a higher
 stamp, a vector that does not know the first write), and that write reaches the loser's
@@ -110,7 +111,7 @@ def test_loser_copied_to_the_conflict_bucket(two_sites):
     assert rec["kept_at"] == f"s3://{CB}/{kept}"
     assert int(rec["loser_size"]) == len(loser)
     # and the operator's tool prints it
-    out = logscan.run_tool("conflicts", "--redis", f"127.0.0.1:{a.redis.port}",
+    out = logscan.run_tool("conflicts", "--redis", f"{a.redis.host}:{a.redis.port}",
                            "--bucket", bucket)
     assert out.returncode == 0, out.stderr
     lines = [json.loads(x) for x in out.stdout.splitlines()]

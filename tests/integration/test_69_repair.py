@@ -63,7 +63,7 @@ def test_store_behind_index_is_repaired_from_peer(two_sites):
     w2 = b"W2 the newer write, acknowledged and replicated " * 900
 
     # a second proxy of site a whose store link can be frozen
-    relay = wan.Relay(int(a.store.url.rsplit(":", 1)[1]), name="p1->store-a").start()
+    relay = wan.Relay(a.store.port, name="p1->store-a", target_host=a.store.host).start()
     p1 = bed.Proxy(relay.url, store_key=a.proxy.store_key, clients=a.proxy.clients, tls=False,
                    extra_creds=a.proxy.extra_creds,
                    directives={**a.proxy.directives, "lease_time": "1s",

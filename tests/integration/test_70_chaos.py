@@ -240,13 +240,13 @@ class Faults:
         size, sent = 32 * MiB, 0
         signer = awsv4.Signer("AKIDCLIENT", "secretclient")
         target = f"/{BUCKET}/{key}"
-        h = signer.sign("PUT", target, [("host", f"127.0.0.1:{s.proxy.port}"),
+        h = signer.sign("PUT", target, [("host", f"{s.proxy.host}:{s.proxy.port}"),
                                         ("content-length", str(size))],
                         payload_hash=awsv4.UNSIGNED).headers
         head = f"PUT {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h) + "\r\n"
         self.log.add(site=s.id, op="put", key=key, outcome="unknown", stamp=None,
                      sha="never-complete", size=size, etag=None, tags="")
-        with socket.create_connection(("127.0.0.1", s.proxy.port), timeout=10) as sock:
+        with socket.create_connection((s.proxy.host, s.proxy.port), timeout=10) as sock:
             try:
                 sock.sendall(head.encode())
                 chunk = b"m" * (1 * MiB)
@@ -548,7 +548,8 @@ def test_chaos_no_acknowledged_write_lost(capsys):
             for _id, flat in d[sid].redis.command("XRANGE", "s3tee:dead", "-", "+")[:10]:
                 f = [v.decode("latin-1") if isinstance(v, bytes) else v for v in flat]
                 report.append(f"DEAD at {sid}: {dict(zip(f[0::2], f[1::2]))}")
-        report.append(f"chaos: seed={SEED} long={int(LONG)} sites={len(d.ids)} writes={len(log.entries)} "
+        report.append(f"chaos: seed={SEED} long={int(LONG)} sites={len(d.ids)} "
+              f"netns={int(d.netns_wanted)} writes={len(log.entries)} "
               f"outcomes={outcomes} present={present} dead={dead} conflicts={conflicts} "
               f"tombstones_collected={collected} "
               f"wan={d.wan.counters()}")
