@@ -21,6 +21,7 @@
  */
 #include "proxy/req.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,7 +130,7 @@ struct req {
     struct evbuffer *held;            /* store response body held until the commit (owned) */
     unsigned hold_response : 1;       /* answer only after the queue recorded the write */
     unsigned began : 1;               /* lease taken: must commit or release */
-    unsigned qbusy : 1;               /* a queue command is in flight (keeps the req alive) */
+    unsigned qbusy;                   /* queue commands in flight (each keeps the req alive) */
     unsigned fence_pending : 1;       /* lease check before the last byte in flight */
     unsigned start_deferred : 1;      /* empty upload: store asked only once it verified */
     unsigned copy_rewrite : 1;        /* CopyObject with COPY directive, sent as REPLACE */
@@ -139,6 +140,7 @@ struct req {
     unsigned tags_fixed : 1;          /* Complete: the store's tags were set to tags_override */
     unsigned held_truncated : 1;      /* the store's answer passed REQ_HELD_MAX */
     unsigned conflict : 1;            /* replica write beating a concurrent write of this site */
+    unsigned tags_no_object : 1;      /* replica tag change, no object here: index only */
 
     /* ListBuckets for a key limited to some buckets: the names it may see (pool copies; the
      * credentials may be reloaded while the store answers) */
@@ -193,6 +195,25 @@ static void continue_start(struct req *r);
 static void index_read(struct req *r);
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
+
+/*
+ * A queue command in flight keeps its req alive until its callback ran. More than one can
+ * be in flight (a replica tag change that found no object commits while its lease check
+ * may still be out), so this is a count: with a flag, the first callback to finish freed
+ * the req under the other one (a crash in the chaos test).
+ */
+static void
+qbusy_enter(struct req *r)
+{
+    r->qbusy++;
+}
+
+static void
+qbusy_leave(struct req *r)
+{
+    assert(r->qbusy > 0);
+    r->qbusy--;
+}
 
 struct req *
 req_create(struct worker *w, const struct req_fe_ops *ops, void *fe)
@@ -1499,7 +1520,7 @@ on_begin(void *arg, const char *errstr, const struct queue_begin_result *res)
     struct req *r = arg;
     struct timeval tv = {0, 20000};
 
-    r->qbusy = 0;
+    qbusy_leave(r);
     if (errstr == NULL && res->verdict == QUEUE_GO) {
         r->began = 1; /* from here on the lease is ours to release or commit */
         r->cur = res->cur;
@@ -1602,7 +1623,7 @@ repl_begin(struct req *r)
     int rc;
 
     r->qw.now_ms = timeutil_now_ms();
-    r->qbusy = 1;
+    qbusy_enter(r);
     if (r->role == ROLE_LOCAL) {
         rc = queue_begin_local(r->w->q, &r->qw, on_begin, r);
     } else {
@@ -1610,7 +1631,7 @@ repl_begin(struct req *r)
                                  on_begin, r);
     }
     if (rc != 0) {
-        r->qbusy = 0;
+        qbusy_leave(r);
         fail(r, S3ERR_SLOW_DOWN, "The site's replication queue is unavailable. Please retry.");
         req_maybe_free(r);
     }
@@ -1621,7 +1642,7 @@ on_fence(void *arg, const char *errstr, int held)
 {
     struct req *r = arg;
 
-    r->qbusy = 0;
+    qbusy_leave(r);
     r->fence_pending = 0;
     if (r->fe == NULL) {
         req_maybe_free(r);
@@ -1654,7 +1675,7 @@ repl_fence(struct req *r)
 {
     int64_t margin = r->cf->lease_ms / 3 < 2000 ? r->cf->lease_ms / 3 : 2000;
 
-    r->qbusy = 1;
+    qbusy_enter(r);
     r->fence_pending = 1;
     r->qw.now_ms = timeutil_now_ms();
     if (queue_check_lease(r->w->q, &r->qw, margin, on_fence, r) != 0) {
@@ -1762,6 +1783,11 @@ send_held(struct req *r)
     if (r->fe == NULL) {
         return;
     }
+    if (r->tags_no_object) {
+        /* the store's NoSuchKey is not the answer: the register was recorded */
+        respond_empty(r, 200, "applied");
+        return;
+    }
     if (r->role == ROLE_REPLICA) {
         add_resp_header(r, SLICE_LIT("x-s3tee-result"), SLICE_LIT("applied"));
     }
@@ -1810,7 +1836,7 @@ on_commit(void *arg, const char *errstr)
 {
     struct req *r = arg;
 
-    r->qbusy = 0;
+    qbusy_leave(r);
     r->began = 0; /* the commit script released the lease (or it lapsed) */
     if (errstr != NULL) {
         log_error("repl", "%s write to bucket=%.*s key=%.*s is in the store but could not be "
@@ -1851,7 +1877,7 @@ on_mpu_saved(void *arg, const char *errstr, struct redisReply *reply)
     struct req *r = arg;
 
     (void)reply;
-    r->qbusy = 0;
+    qbusy_leave(r);
     if (errstr != NULL && r->mpu_upload_id != NULL) {
         /* The store wrote the Create's stamp into the upload's metadata; without the stamp
          * key, Complete would log another one than the object carries, and no peer could
@@ -1914,7 +1940,7 @@ mpu_save_stamp(struct req *r)
     for (pos = 0; pos < 8; pos++) {
         argvlen[pos] = strlen(argv[pos]);
     }
-    r->qbusy = 1;
+    qbusy_enter(r);
     if (queue_command_argv(r->w->q, 8, argv, argvlen, on_mpu_saved, r) != 0) {
         on_mpu_saved(r, queue_err_unavailable, NULL);
     }
@@ -1998,7 +2024,7 @@ on_mpu_stamp(void *arg, const char *errstr, struct redisReply *reply)
 {
     struct req *r = arg;
 
-    r->qbusy = 0;
+    qbusy_leave(r);
     if (r->fe == NULL) {
         req_maybe_free(r);
         return;
@@ -2026,7 +2052,7 @@ complete_prepare(struct req *r)
     const char *argv[2] = {"GET", key};
     size_t argvlen[2] = {3, strlen(key)};
 
-    r->qbusy = 1;
+    qbusy_enter(r);
     if (queue_command_argv(r->w->q, 2, argv, argvlen, on_mpu_stamp, r) != 0) {
         on_mpu_stamp(r, queue_err_unavailable, NULL);
     }
@@ -2061,7 +2087,7 @@ on_md_commit(void *arg, const char *errstr)
 {
     struct req *r = arg;
 
-    r->qbusy = 0;
+    qbusy_leave(r);
     r->began = 0;
     if (errstr != NULL) {
         md_failed(r, errstr);
@@ -2078,7 +2104,7 @@ on_md_begin(void *arg, const char *errstr, const struct queue_begin_result *res)
     struct timeval tv = {0, 20000};
     struct mutation m;
 
-    r->qbusy = 0;
+    qbusy_leave(r);
     if (errstr != NULL) {
         md_failed(r, errstr);
         return;
@@ -2106,7 +2132,7 @@ on_md_begin(void *arg, const char *errstr, const struct queue_begin_result *res)
     m.tags = SLICE_NULL;
     m.parts = SLICE_LIT("");
     m.time_ms = timeutil_now_ms();
-    r->qbusy = 1;
+    qbusy_enter(r);
     if (queue_commit_local(r->w->q, &r->qw, &m, on_md_commit, r) != 0) {
         on_md_commit(r, queue_err_unavailable);
     }
@@ -2126,7 +2152,7 @@ md_next(struct req *r)
     if (r->retry_timer == NULL || !evtimer_pending(r->retry_timer, NULL)) {
         r->lease_deadline_ms = r->qw.now_ms + r->cf->lease_wait_ms;
     }
-    r->qbusy = 1;
+    qbusy_enter(r);
     if (queue_begin_local(r->w->q, &r->qw, on_md_begin, r) != 0) {
         on_md_begin(r, queue_err_unavailable, NULL);
     }
@@ -2235,6 +2261,25 @@ repl_fix_tags(struct req *r)
     }
 }
 
+/*
+ * A peer's tag change found no object here (NoSuchKey): the PUT it tagged has not arrived
+ * yet, or a delete older than the tag change removed it. Tags are a register of their own,
+ * so the change is still recorded in the index: a PUT older than it that lands later takes
+ * these tags instead of its own (on_begin: tags_override). Dropping it instead lost the
+ * change at this site whenever the origin no longer had the object either (chaos test,
+ * seed 732378109: b tagged, a delete older than the tags removed the object at a and b,
+ * then an older PUT came back everywhere with the tags at b and c only).
+ */
+static int
+repl_tags_without_object(struct req *r)
+{
+    size_t n = r->held ? evbuffer_get_length(r->held) : 0;
+    const char *xml = n ? (const char *)evbuffer_pullup(r->held, (ev_ssize_t)n) : "";
+
+    return r->role == ROLE_REPLICA && r->mop == MUT_TAGS && r->status == 404 &&
+           memmem(xml, n, "<Code>NoSuchKey</Code>", 22) != NULL;
+}
+
 /* The store accepted the write (2xx): record it, then answer. */
 static void
 repl_after_store(struct req *r)
@@ -2295,7 +2340,7 @@ repl_after_store(struct req *r)
         m.size = r->parts ? r->parts_total : -1;
     }
     m.time_ms = timeutil_now_ms();
-    r->qbusy = 1;
+    qbusy_enter(r);
     if (r->role == ROLE_LOCAL) {
         rc = queue_commit_local(r->w->q, &r->qw, &m, on_commit, r);
     } else {
@@ -2683,7 +2728,7 @@ on_index_read(void *arg, const char *errstr, struct redisReply *reply)
     struct req *r = arg;
     size_t i, j;
 
-    r->qbusy = 0;
+    qbusy_leave(r);
     if (r->fe == NULL) {
         req_maybe_free(r);
         return;
@@ -2718,9 +2763,9 @@ index_read(struct req *r)
     key[8 + r->addr.bucket.len] = '/';
     memcpy(key + 9 + r->addr.bucket.len, r->addr.key.ptr, r->addr.key.len);
 
-    r->qbusy = 1;
+    qbusy_enter(r);
     if (queue_command_argv(r->w->q, 2, argv, argvlen, on_index_read, r) != 0) {
-        r->qbusy = 0;
+        qbusy_leave(r);
         continue_start(r);
     }
 }
@@ -3214,6 +3259,12 @@ xfer_on_done(void *arg, const char *errstr)
     }
     if (r->began && errstr == NULL && r->status >= 200 && r->status < 300) {
         repl_after_store(r); /* answers once the write is queued */
+        req_maybe_free(r);
+        return;
+    }
+    if (r->began && errstr == NULL && repl_tags_without_object(r)) {
+        r->tags_no_object = 1;
+        repl_after_store(r); /* records the tag register; answers "applied" once it is */
         req_maybe_free(r);
         return;
     }

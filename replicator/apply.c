@@ -10,7 +10,9 @@
  *   delete     START -> DELETE -> DONE
  *   tags       START -> TAGS -> DONE
  *                         |  peer 404: TAGS_CHECK (HEAD the store; 404 here too: SUPERSEDED;
- *                         |  still here: UNAVAILABLE, retried without a limit)
+ *                         |  still here: UNAVAILABLE, retried without a limit). A proxy
+ *                         |  records a tag change without an object (NoSuchKey) and says
+ *                         |  applied, so this is left for NoSuchBucket and older proxies.
  *
  * Two legs at most are alive: SRC (the local store) and DST (the peer). curl callbacks only
  * record facts and kick step_ev; step() runs from the loop, never inside curl, decides,
