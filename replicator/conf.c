@@ -354,7 +354,7 @@ static const struct conf_cmd repl_conf_cmds[] = {
     CONF_CMD("meta_bucket", conf_set_string, F(meta_bucket), .def = "s3tee-meta"),
 
     /* tombstones (replicator/gc.c) */
-    CONF_CMD("gc_interval", conf_set_duration, F(gc_interval_ms), .def = "0", .min = 0,
+    CONF_CMD("gc_interval", conf_set_duration, F(gc_interval_ms), .def = "10s", .min = 0,
              .max = DAY),
     CONF_CMD("tombstone_keep", conf_set_duration, F(tombstone_keep_ms), .def = "1h", .min = 0,
              .max = 365 * DAY),

@@ -128,7 +128,8 @@ static const char gc_lw_script[] =
  * sweep
  * KEYS: repair, then index keys (s3tee:o:<bucket>/<key>)
  * ARGV: cutoff ms
- * DELs each index key that is a tombstone whose data and tag stamps are below the cutoff,
+ * DELs each index key that is a tombstone, or holds only a tag register (a peer's tag change
+ * that found no object here), whose data and tag stamps are below the cutoff,
  * with no lease on the key and the key not in the repair set. Returns how many went.
  */
 static const char gc_sweep_script[] =
@@ -137,10 +138,10 @@ static const char gc_sweep_script[] =
     "for i = 2, #KEYS do\n"
     "  local k = KEYS[i]\n"
     "  local f = redis.call('HMGET', k, 'del', 'st', 'tst')\n"
-    "  if f[1] == '1' then\n"
-    "    local a = sms(f[2])\n"
+    "  if f[1] == '1' or (not f[2] and f[3]) then\n"
+    "    local a = sms(f[2]) or (not f[2] and 0)\n"
     "    local b = sms(f[3]) or a\n"
-    "    if a and a < cut and b < cut then\n"
+    "    if a and b and a < cut and b < cut then\n"
     "      local name = string.sub(k, 9)\n"
     "      if redis.call('EXISTS', 's3tee:l:' .. name) == 0 and\n"
     "         not redis.call('ZSCORE', KEYS[1], name) then\n"

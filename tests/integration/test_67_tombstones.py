@@ -167,3 +167,29 @@ def test_delete_during_partition_then_recreate(wan_sites):
     assert d.wait_drained(60)
     for s in (a, b):
         assert store(s).get_object(Bucket="tomb", Key="r")["Body"].read() == b"two-newer", s.id
+
+
+def test_tag_register_without_an_object_is_collected(wan_sites):
+    """A peer's tag change that found no object here is kept in the index as a bare tag
+    register (test_60): only a PUT older than it can need it, so it goes like a tombstone,
+    once no site can still send one."""
+    d = wan_sites
+    b = d["b"]
+    stamp = "%016x.a" % (int(time.time() * 1000) << 16)
+    peer = client(b.proxy.url, *sitesmod._site_key("a", "b"))
+
+    def add(request, **_kw):
+        request.headers["x-s3tee-stamp"] = stamp
+        request.headers["x-s3tee-vv"] = "a=1"
+
+    peer.meta.events.register("before-sign.s3.*", add)
+    r = peer.put_object_tagging(Bucket="tomb", Key="g",
+                                Tagging={"TagSet": [{"Key": "k", "Value": "v"}]})
+    assert r["ResponseMetadata"]["HTTPHeaders"].get("x-s3tee-result") == "applied"
+    tst = b.redis.command("HGET", "s3tee:o:tomb/g", "tst")
+    assert (tst.decode() if isinstance(tst, bytes) else tst) == stamp
+    deadline = time.monotonic() + 20
+    while b.redis.command("EXISTS", "s3tee:o:tomb/g") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not b.redis.command("EXISTS", "s3tee:o:tomb/g"), "the bare tag register stayed"
+    assert absent(b, "tomb", "g")
