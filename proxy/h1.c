@@ -586,8 +586,12 @@ top_up_body(struct h1_conn *h, struct evbuffer *in)
     if (h->c->tls || h->state != H1_BODY || h->paused || evbuffer_get_length(in) >= H1_TOPUP) {
         return;
     }
+    /* a socket bufferevent keeps its input's end frozen (only its own read adds there) and
+     * thaws it around that read: so do we, or reserve_space fails and nothing is read */
+    evbuffer_unfreeze(in, 0);
     nv = evbuffer_reserve_space(in, (ev_ssize_t)H1_TOPUP, v, 2);
     if (nv <= 0) {
+        evbuffer_freeze(in, 0);
         return;
     }
     for (i = 0; i < nv; i++) {
@@ -597,6 +601,7 @@ top_up_body(struct h1_conn *h, struct evbuffer *in)
     got = readv(bufferevent_getfd(h->c->bev), iov, nv);
     if (got <= 0) {
         evbuffer_commit_space(in, v, 0);
+        evbuffer_freeze(in, 0);
         return;
     }
     left = (size_t)got;
@@ -607,6 +612,7 @@ top_up_body(struct h1_conn *h, struct evbuffer *in)
         left -= v[i].iov_len;
     }
     evbuffer_commit_space(in, v, nv);
+    evbuffer_freeze(in, 0);
 }
 
 /* Feeds available body bytes to the req (or drops them in H1_DISCARD). */
