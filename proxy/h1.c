@@ -590,28 +590,21 @@ top_up_body(struct h1_conn *h, struct evbuffer *in)
      * thaws it around that read: so do we, or reserve_space fails and nothing is read */
     evbuffer_unfreeze(in, 0);
     nv = evbuffer_reserve_space(in, (ev_ssize_t)H1_TOPUP, v, 2);
-    if (nv <= 0) {
-        evbuffer_freeze(in, 0);
-        return;
-    }
-    for (i = 0; i < nv; i++) {
-        iov[i].iov_base = v[i].iov_base;
-        iov[i].iov_len = v[i].iov_len;
-    }
-    got = readv(bufferevent_getfd(h->c->bev), iov, nv);
-    if (got <= 0) {
-        evbuffer_commit_space(in, v, 0);
-        evbuffer_freeze(in, 0);
-        return;
-    }
-    left = (size_t)got;
-    for (i = 0; i < nv; i++) {
-        if (v[i].iov_len > left) {
-            v[i].iov_len = left;
+    if (nv > 0) {
+        for (i = 0; i < nv; i++) {
+            iov[i].iov_base = v[i].iov_base;
+            iov[i].iov_len = v[i].iov_len;
         }
-        left -= v[i].iov_len;
+        got = readv(bufferevent_getfd(h->c->bev), iov, nv);
+        left = got > 0 ? (size_t)got : 0;
+        for (i = 0; i < nv; i++) {
+            if (v[i].iov_len > left) {
+                v[i].iov_len = left;
+            }
+            left -= v[i].iov_len;
+        }
+        evbuffer_commit_space(in, v, got > 0 ? nv : 0);
     }
-    evbuffer_commit_space(in, v, nv);
     evbuffer_freeze(in, 0);
 }
 

@@ -1701,6 +1701,20 @@ xml_text(struct slice in, const char *open, const char *close, size_t *pos, stru
     return 0;
 }
 
+/* The S3 <Code> of the store's error answer held back in r->held (empty if none). */
+static struct slice
+held_error_code(struct req *r)
+{
+    size_t n = r->held ? evbuffer_get_length(r->held) : 0, pos = 0;
+    const char *xml = n ? (const char *)evbuffer_pullup(r->held, (ev_ssize_t)n) : "";
+    struct slice code = SLICE_NULL;
+
+    if (r->status < 300 || xml_text(slice_make(xml, n), "<Code>", "</Code>", &pos, &code) != 0) {
+        return SLICE_LIT("");
+    }
+    return code;
+}
+
 static struct slice
 xml_unescape(struct pool *p, struct slice s)
 {
@@ -2273,11 +2287,8 @@ repl_fix_tags(struct req *r)
 static int
 repl_tags_without_object(struct req *r)
 {
-    size_t n = r->held ? evbuffer_get_length(r->held) : 0;
-    const char *xml = n ? (const char *)evbuffer_pullup(r->held, (ev_ssize_t)n) : "";
-
     return r->role == ROLE_REPLICA && r->mop == MUT_TAGS && r->status == 404 &&
-           memmem(xml, n, "<Code>NoSuchKey</Code>", 22) != NULL;
+           slice_eq(held_error_code(r), SLICE_LIT("NoSuchKey"));
 }
 
 /* The store accepted the write (2xx): record it, then answer. */
@@ -2567,17 +2578,13 @@ static void
 bucket_fan_after_store(struct req *r)
 {
     struct peerop_result local;
-    struct slice code = SLICE_NULL;
-    size_t hn = r->held ? evbuffer_get_length(r->held) : 0;
-    const char *xml = hn ? (const char *)evbuffer_pullup(r->held, (ev_ssize_t)hn) : "";
+    struct slice code = held_error_code(r);
     const char *query = "";
     struct slice body = SLICE_LIT("");
-    size_t pos = 0;
 
     memset(&local, 0, sizeof(local));
     local.status = r->status;
-    if (r->status >= 300 && xml_text(slice_make(xml, hn), "<Code>", "</Code>", &pos, &code) == 0 &&
-        code.len < sizeof(local.code)) {
+    if (code.len < sizeof(local.code)) {
         memcpy(local.code, code.ptr, code.len);
     }
     if (!bucket_fan_ok(r, &local)) {
