@@ -1,19 +1,40 @@
 /*
- * upstream.c - libcurl multi on a libevent loop.
+ * upstream.c - transfers to an S3 endpoint; plain http with our own HTTP/1.1 client on the
+ * worker's loop, https through upstream_curl.c (why: upstream_impl.h).
  *
- * curl tells us which sockets to watch (sock_cb) and when to wake it (timer_cb); libevent
- * tells curl when a socket is ready (on_socket) or the timer fired (on_timer). Finished
- * transfers are collected in check_done() after every curl_multi_socket_action(). A
- * transfer aborted from inside one of its own callbacks cannot be removed from the multi
- * there, so it is marked and reaped from a deferred event (reap_ev).
+ * One struct upconn is one TCP connection to the store. While a transfer owns it:
+ *
+ *   upstream_start --(next loop turn)--> conn_on_write: connect done, send head, pull body
+ *        |                                   read_body() -> out -> sendmsg, until the body
+ *        |                                   is all out or the caller paused it
+ *        v
+ *   conn_on_read: recv into in -> parse: RS_HEAD -> RS_BODY_LEN | RS_CHUNK_* | RS_BODY_EOF
+ *        -> RS_DONE: the connection goes back to u->idle (or is closed), and on_done is due.
+ *
+ * Callbacks into the caller happen only from our own events or from the caller's resume
+ * calls (as libcurl's pause API did); on_done always comes from reap_ev, never from inside a
+ * call the caller made, so a caller may free itself in on_done. A transfer ends in one of
+ * three lists until reap_ev frees it (impl.h's XS_*), so X stays valid for the rest of the
+ * event callback that finished it.
+ *
+ * Back-pressure: read_body is asked for more only while less than OUT_HIGH bytes wait to be
+ * sent; the socket is read only while less than IN_HIGH bytes wait for a paused caller.
+ * Aborting closes the connection with the request body short of its Content-Length, so the
+ * store never commits it.
  */
-#include "common/upstream.h"
+#include "common/upstream_impl.h"
 
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
 
-#include <curl/curl.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
 
 #include "common/log.h"
@@ -23,47 +44,36 @@ const char upstream_err_connect[] = "cannot connect to the store";
 const char upstream_err_timeout[] = "connecting to the store timed out";
 const char upstream_err_io[] = "connection to the store broke";
 
-/* An easy handle costs an allocation storm to set up and tear down; keeping a few reset
- * ones per worker takes that off every request (the pool of connections is the multi's). */
-#define UPSTREAM_SPARE_HANDLES 64
+#define READ_MAX (256 * 1024)      /* one recv from the store */
+#define IN_HIGH (256 * 1024)       /* stop reading while this much waits for a paused caller */
+#define OUT_HIGH (256 * 1024)      /* ask read_body for more only below this */
+#define PULL_MAX (128 * 1024)      /* one read_body call */
+#define WRITE_TURN (1024 * 1024)   /* bytes sent per loop turn before others get their go */
+#define HEAD_MAX (64 * 1024)       /* a response head larger than this is a broken store */
+#define LINE_MAX_BYTES 4096        /* a chunk-size or trailer line */
+#define SEND_IOV 16                /* iovecs per sendmsg */
+#define IDLE_MAX_US (50LL * 1000000)  /* under the keep-alive timeouts of common servers */
+#define PEEK_AFTER_US (1000000)    /* idle longer than this: check it is still open */
+#define RESOLVE_TTL_US (60LL * 1000000)
 
-struct upstream {
-    struct event_base *evb;           /* worker loop (borrowed) */
-    CURLM *multi;                     /* owns the connection pool */
-    struct event *timer;              /* curl's single timeout */
-    struct event *reap_ev;            /* removes aborted transfers outside curl callbacks */
-    TAILQ_HEAD(, upstream_xfer) live; /* transfers added to the multi */
-    TAILQ_HEAD(, upstream_xfer) dead; /* aborted, waiting for reap_ev */
-    char *base_url;                   /* "http://host:port" without trailing '/' (owned) */
-    char *ca_file;                    /* CA bundle or NULL (owned) */
-    int tls_verify;                   /* verify the store's certificate */
-    long connect_timeout_ms;          /* CURLOPT_CONNECTTIMEOUT_MS */
-    CURL *spare[UPSTREAM_SPARE_HANDLES]; /* reset easy handles kept for the next transfers */
-    int nspare;                       /* handles in spare */
+struct upconn {
+    struct upstream *u;              /* owner (borrowed) */
+    evutil_socket_t fd;              /* owned */
+    struct event *rev;               /* EV_READ|EV_PERSIST, added while the socket is open */
+    struct event *wev;               /* EV_WRITE|EV_PERSIST, added only while out is stuck */
+    struct evbuffer *out;            /* request bytes not yet sent (owned) */
+    struct evbuffer *in;             /* response bytes not yet parsed (owned) */
+    struct upstream_xfer *x;         /* the transfer using it; NULL while idle */
+    TAILQ_ENTRY(upconn) link;        /* in u->idle while idle */
+    int64_t idle_since_us;           /* when it went idle */
+    unsigned connecting : 1;         /* non-blocking connect in progress */
+    unsigned wev_on : 1;             /* wev is added */
+    unsigned reused : 1;             /* served a transfer before this one */
+    unsigned eof : 1;                /* the store closed its side */
 };
 
-struct upstream_xfer {
-    struct upstream *u;               /* owner (borrowed) */
-    CURL *easy;                       /* owned; cleaned up in xfer_free() */
-    struct curl_slist *hdrs;          /* request headers (owned) */
-    const struct upstream_xfer_ops *ops; /* callbacks (borrowed) */
-    void *arg;                        /* callback argument (borrowed) */
-    TAILQ_ENTRY(upstream_xfer) link;  /* in u->live or u->dead */
-    int64_t start_us;                 /* when upstream_start() ran */
-    int64_t first_byte_us;            /* head received, relative to start */
-    int status;                       /* status of the head being read */
-    unsigned send_paused : 1;         /* read callback returned PAUSE */
-    unsigned recv_paused : 1;         /* write callback returned PAUSE */
-    unsigned aborted : 1;             /* upstream_abort() called; no more callbacks */
-    unsigned head_done : 1;           /* on_head() called */
-};
-
-struct sock_watch {
-    struct event *ev;                 /* read/write interest for one curl socket (owned) */
-};
-
-static int64_t
-now_us(void)
+int64_t
+upstream_now_us(void)
 {
     struct timespec ts;
 
@@ -71,95 +81,197 @@ now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static void check_done(struct upstream *u);
+/* ---- connections ---------------------------------------------------------------------------- */
+
+static void conn_on_read(evutil_socket_t fd, short what, void *arg);
+static void conn_on_write(evutil_socket_t fd, short what, void *arg);
 
 static void
-on_socket(evutil_socket_t fd, short what, void *arg)
+conn_close(struct upconn *c)
 {
-    struct upstream *u = arg;
-    int running, mask = 0;
-
-    if (what & EV_READ) {
-        mask |= CURL_CSELECT_IN;
+    event_free(c->rev);
+    event_free(c->wev);
+    evbuffer_free(c->out);
+    evbuffer_free(c->in);
+    if (c->fd >= 0) {
+        close(c->fd);
     }
-    if (what & EV_WRITE) {
-        mask |= CURL_CSELECT_OUT;
-    }
-    curl_multi_socket_action(u->multi, fd, mask, &running);
-    check_done(u);
+    free(c);
 }
 
 static void
-on_timer(evutil_socket_t fd, short what, void *arg)
+conn_set_write(struct upconn *c, int on)
 {
-    struct upstream *u = arg;
-    int running;
-
-    (void)fd;
-    (void)what;
-    curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(u);
+    if (on && !c->wev_on) {
+        event_add(c->wev, NULL);
+        c->wev_on = 1;
+    } else if (!on) {
+        event_del(c->wev); /* also cancels an event_active() still due */
+        c->wev_on = 0;
+    }
 }
 
 static int
-sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+resolve(struct upstream *u)
 {
-    struct upstream *u = userp;
-    struct sock_watch *sw = socketp;
-    short kind;
+    struct addrinfo hints, *res = NULL;
+    int64_t now = upstream_now_us();
+    int rc;
 
-    (void)easy;
-    if (what == CURL_POLL_REMOVE) {
-        if (sw != NULL) {
-            event_free(sw->ev);
-            free(sw);
-            curl_multi_assign(u->multi, s, NULL);
-        }
+    if (u->addrlen > 0 && now - u->resolved_us < RESOLVE_TTL_US) {
         return 0;
     }
-    kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
-    if (sw == NULL) {
-        sw = xcalloc(1, sizeof(*sw));
-        curl_multi_assign(u->multi, s, sw);
-    } else {
-        event_free(sw->ev);
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    /* an address needs no lookup; a name is looked up at most once a minute per worker, on
+     * the loop (a store's name is expected to resolve from the local resolver at once) */
+    rc = getaddrinfo(u->host, u->port, &hints, &res);
+    if (rc == EAI_NONAME) {
+        hints.ai_flags = AI_NUMERICSERV;
+        rc = getaddrinfo(u->host, u->port, &hints, &res);
     }
-    sw->ev = event_new(u->evb, s, kind, on_socket, u);
-    event_add(sw->ev, NULL);
+    if (rc != 0 || res == NULL || res->ai_addrlen > sizeof(u->addr)) {
+        log_warn("upstream", "cannot resolve the store's host %s: %s", u->host,
+                 rc != 0 ? gai_strerror(rc) : "no address");
+        if (res != NULL) {
+            freeaddrinfo(res);
+        }
+        return u->addrlen > 0 ? 0 : -1; /* keep using the last address we had */
+    }
+    memcpy(&u->addr, res->ai_addr, res->ai_addrlen);
+    u->addrlen = res->ai_addrlen;
+    u->resolved_us = now;
+    freeaddrinfo(res);
     return 0;
 }
 
-static int
-timer_cb(CURLM *multi, long timeout_ms, void *userp)
+/* A new connection, connecting; NULL if no socket could be made or the connect failed at
+ * once (the caller reports upstream_err_connect). */
+static struct upconn *
+conn_open(struct upstream *u)
 {
-    struct upstream *u = userp;
+    struct upconn *c;
+    int fd, one = 1;
     struct timeval tv;
 
-    (void)multi;
-    if (timeout_ms < 0) {
-        evtimer_del(u->timer);
-        return 0;
+    if (resolve(u) < 0) {
+        return NULL;
     }
-    tv.tv_sec = timeout_ms / 1000;
-    tv.tv_usec = (timeout_ms % 1000) * 1000;
-    evtimer_add(u->timer, &tv);
-    return 0;
+    fd = socket(u->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        log_warn("upstream", "socket for the store: %s", strerror(errno));
+        return NULL;
+    }
+    /* requests are written whole; Nagle would hold a head's tail for the store's ACK */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, (struct sockaddr *)&u->addr, u->addrlen) < 0 && errno != EINPROGRESS) {
+        log_debug("upstream", "connect to %s:%s: %s", u->host, u->port, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    c = xcalloc(1, sizeof(*c));
+    c->u = u;
+    c->fd = fd;
+    c->rev = event_new(u->evb, fd, EV_READ | EV_PERSIST, conn_on_read, c);
+    c->wev = event_new(u->evb, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
+    c->out = evbuffer_new();
+    c->in = evbuffer_new();
+    c->connecting = 1;
+    tv.tv_sec = u->connect_timeout_ms / 1000;
+    tv.tv_usec = (u->connect_timeout_ms % 1000) * 1000;
+    event_add(c->wev, u->connect_timeout_ms > 0 ? &tv : NULL);
+    c->wev_on = 1;
+    return c;
+}
+
+/* Whether a connection that sat idle is still open: the store may have closed it (its
+ * keep-alive timeout) without our loop having seen the FIN yet. */
+static int
+conn_alive(struct upconn *c)
+{
+    char b;
+    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+static struct upconn *
+conn_take_idle(struct upstream *u)
+{
+    struct upconn *c;
+    int64_t now = upstream_now_us();
+
+    while ((c = TAILQ_FIRST(&u->idle)) != NULL) {
+        TAILQ_REMOVE(&u->idle, c, link);
+        u->nidle--;
+        if (now - c->idle_since_us > IDLE_MAX_US ||
+            (now - c->idle_since_us > PEEK_AFTER_US && !conn_alive(c))) {
+            conn_close(c);
+            continue;
+        }
+        c->reused = 1;
+        return c;
+    }
+    return NULL;
+}
+
+/* The transfer is done with C: keep it for the next one when it is clean, else close it. */
+static void
+conn_release(struct upconn *c, int reusable)
+{
+    struct upstream *u = c->u;
+
+    c->x = NULL;
+    conn_set_write(c, 0);
+    if (!reusable || c->eof || evbuffer_get_length(c->in) > 0 || evbuffer_get_length(c->out) > 0 ||
+        u->nidle >= u->max_idle) {
+        conn_close(c);
+        return;
+    }
+    c->idle_since_us = upstream_now_us();
+    TAILQ_INSERT_HEAD(&u->idle, c, link);
+    u->nidle++;
+}
+
+/* ---- transfer lifecycle --------------------------------------------------------------------- */
+
+/* Whether X is over for its caller (finished, failed or aborted): checked after every
+ * callback, since a callback may end X and release its connection. */
+static int
+ended(const struct upstream_xfer *x)
+{
+    return x->aborted || x->xstate != XS_LIVE;
 }
 
 static void
 xfer_free(struct upstream_xfer *x)
 {
+    if (x->c != NULL) {
+        conn_close(x->c);
+        x->c = NULL;
+    }
+    upstream_curl_release(x);
+    free(x->head);
+    free(x);
+}
+
+static void
+list_remove(struct upstream_xfer *x)
+{
     struct upstream *u = x->u;
 
-    curl_multi_remove_handle(u->multi, x->easy);
-    if (u->nspare < UPSTREAM_SPARE_HANDLES) {
-        curl_easy_reset(x->easy);
-        u->spare[u->nspare++] = x->easy;
-    } else {
-        curl_easy_cleanup(x->easy);
+    switch (x->xstate) {
+    case XS_LIVE:
+        TAILQ_REMOVE(&u->live, x, link);
+        break;
+    case XS_DONE:
+        TAILQ_REMOVE(&u->done, x, link);
+        break;
+    case XS_DEAD:
+        TAILQ_REMOVE(&u->dead, x, link);
+        break;
     }
-    curl_slist_free_all(x->hdrs);
-    free(x);
 }
 
 static void
@@ -174,156 +286,649 @@ on_reap(evutil_socket_t fd, short what, void *arg)
         TAILQ_REMOVE(&u->dead, x, link);
         xfer_free(x);
     }
+    /* one at a time from the head: an on_done may abort or finish other transfers */
+    while ((x = TAILQ_FIRST(&u->done)) != NULL) {
+        const struct upstream_xfer_ops *ops = x->ops;
+        void *cb_arg = x->arg;
+        const char *err = x->done_err;
+
+        TAILQ_REMOVE(&u->done, x, link);
+        xfer_free(x);
+        ops->on_done(cb_arg, err);
+    }
 }
 
-static const char *
-classify(CURLcode rc)
+void
+upstream_xfer_finish(struct upstream_xfer *x, const char *err)
 {
-    switch (rc) {
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-        return upstream_err_connect;
-    case CURLE_OPERATION_TIMEDOUT:
-        return upstream_err_timeout;
-    default:
-        return upstream_err_io;
+    struct upstream *u = x->u;
+
+    if (x->aborted || x->xstate != XS_LIVE) {
+        return;
+    }
+    if (x->c != NULL) {
+        /* a failed transfer's connection is never reused */
+        conn_release(x->c, err == NULL && x->keep && x->body_left == 0 && !x->write_broken);
+        x->c = NULL;
+    }
+    upstream_curl_release(x);
+    list_remove(x);
+    x->xstate = XS_DONE;
+    x->done_err = err;
+    TAILQ_INSERT_TAIL(&u->done, x, link);
+    event_active(u->reap_ev, 0, 0);
+}
+
+/* ---- request side ----------------------------------------------------------------------------- */
+
+/* Moves body bytes from the caller into OUT until enough wait, the body is all there or the
+ * caller pauses. 0, or -1 when X ended (aborted, or the caller's body ended short). */
+static int
+pull_body(struct upstream_xfer *x)
+{
+    struct upconn *c = x->c;
+
+    while (x->body_left > 0 && !x->send_paused && evbuffer_get_length(c->out) < OUT_HIGH &&
+           x->ops->move_body != NULL) {
+        size_t want = x->body_left < OUT_HIGH ? (size_t)x->body_left : OUT_HIGH;
+        size_t n = x->ops->move_body(x->arg, c->out, want);
+
+        if (ended(x)) {
+            return -1;
+        }
+        if (n == UPSTREAM_PAUSE) {
+            x->send_paused = 1;
+            return 0;
+        }
+        if (n == 0 || n > want) {
+            log_warn("upstream", "request body ended %lld bytes short of its length",
+                     (long long)x->body_left);
+            upstream_xfer_finish(x, upstream_err_io);
+            return -1;
+        }
+        x->body_left -= (int64_t)n;
+        x->pulled = 1;
+    }
+    while (x->body_left > 0 && !x->send_paused && evbuffer_get_length(c->out) < OUT_HIGH) {
+        struct evbuffer_iovec v[2];
+        size_t want = x->body_left < PULL_MAX ? (size_t)x->body_left : PULL_MAX, got = 0, n = 0;
+        int nv, i, used = 0;
+
+        /* two vectors: with one, libevent would copy the last chain's bytes into a bigger
+         * chain to make the space contiguous (a memmove of up to PULL_MAX per pull) */
+        nv = evbuffer_reserve_space(c->out, (ev_ssize_t)want, v, 2);
+        if (nv < 1) {
+            upstream_xfer_finish(x, upstream_err_io);
+            return -1;
+        }
+        for (i = 0; i < nv && got < want; i++) {
+            size_t room = v[i].iov_len < want - got ? v[i].iov_len : want - got;
+
+            n = x->ops->read_body(x->arg, v[i].iov_base, room);
+            if (ended(x)) {
+                return -1;
+            }
+            if (n == UPSTREAM_PAUSE || n == 0) {
+                break;
+            }
+            v[i].iov_len = n;
+            got += n;
+            used = i + 1;
+            if (n < room) {
+                break; /* the caller has no more for now; ask again next round */
+            }
+        }
+        if (used > 0) {
+            evbuffer_commit_space(c->out, v, used);
+            x->body_left -= (int64_t)got;
+            x->pulled = 1;
+        }
+        if (n == UPSTREAM_PAUSE) {
+            x->send_paused = 1;
+            break;
+        }
+        if (n == 0 && x->body_left > 0) {
+            /* the caller ran out before its Content-Length: never let the store commit a
+             * short body as whole (closing the connection makes it discard it) */
+            log_warn("upstream", "request body ended %lld bytes short of its length",
+                     (long long)x->body_left);
+            upstream_xfer_finish(x, upstream_err_io);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Sends what OUT holds, pulling more body as it drains. */
+static void
+send_out(struct upstream_xfer *x)
+{
+    struct upconn *c = x->c;
+    size_t sent = 0;
+
+    for (;;) {
+        struct evbuffer_iovec v[SEND_IOV];
+        struct msghdr mh;
+        ssize_t n;
+        int nv;
+
+        if (!x->write_broken && pull_body(x) < 0) {
+            return;
+        }
+        if (x->write_broken || evbuffer_get_length(c->out) == 0) {
+            conn_set_write(c, 0);
+            return;
+        }
+        if (sent >= WRITE_TURN) {
+            conn_set_write(c, 1); /* the socket is writable: we are called again next turn */
+            return;
+        }
+        nv = evbuffer_peek(c->out, -1, NULL, v, SEND_IOV);
+        memset(&mh, 0, sizeof(mh));
+        mh.msg_iov = (struct iovec *)v;
+        mh.msg_iovlen = (size_t)(nv < SEND_IOV ? nv : SEND_IOV);
+        /* MSG_NOSIGNAL: a store that closed early must not raise SIGPIPE in a library user */
+        n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                conn_set_write(c, 1);
+                return;
+            }
+            /* the store may have answered and closed (an early error): read what it said */
+            log_debug("upstream", "send to the store: %s", strerror(errno));
+            x->write_broken = 1;
+            evbuffer_drain(c->out, evbuffer_get_length(c->out));
+            conn_set_write(c, 0);
+            return;
+        }
+        evbuffer_drain(c->out, (size_t)n);
+        sent += (size_t)n;
+    }
+}
+
+/* ---- response side ---------------------------------------------------------------------------- */
+
+static int
+parse_status(struct slice line)
+{
+    int st = 0;
+    size_t i;
+
+    if (line.len < 12 || !slice_starts_with(line, SLICE_LIT("HTTP/1.")) || line.ptr[8] != ' ') {
+        return -1;
+    }
+    for (i = 9; i < 12; i++) {
+        if (line.ptr[i] < '0' || line.ptr[i] > '9') {
+            return -1;
+        }
+        st = st * 10 + (line.ptr[i] - '0');
+    }
+    if ((line.len > 12 && line.ptr[12] != ' ') || st < 100) {
+        return -1;
+    }
+    return st;
+}
+
+/* Whether a Transfer-Encoding value ends in chunked (the only coding a store sends). */
+static int
+te_chunked(struct slice v)
+{
+    long comma;
+
+    while ((comma = slice_index(v, ',')) >= 0) {
+        v = slice_make(v.ptr + comma + 1, v.len - (size_t)comma - 1);
+    }
+    return slice_eq_nocase(slice_trim(v), SLICE_LIT("chunked"));
+}
+
+/* Parses one whole head at HEAD (LEN bytes, ending in the empty line). 0, 1 for a 1xx head
+ * to skip, -1 when it is malformed, or -2 when X ended during a callback. */
+static int
+parse_head(struct upstream_xfer *x, const char *head, size_t len)
+{
+    struct slice rest = slice_make(head, len), line;
+    long eol;
+    int first = 1, status = 0;
+
+    x->has_length = 0;
+    x->chunked = 0;
+    x->keep = 1;
+    while ((eol = slice_index(rest, '\n')) >= 0) {
+        line = slice_make(rest.ptr, (size_t)eol);
+        rest = slice_make(rest.ptr + eol + 1, rest.len - (size_t)eol - 1);
+        if (line.len && line.ptr[line.len - 1] == '\r') {
+            line.len--;
+        }
+        if (first) {
+            first = 0;
+            status = parse_status(line);
+            if (status < 0) {
+                return -1;
+            }
+            if (line.ptr[7] == '0') {
+                x->keep = 0; /* HTTP/1.0 closes unless asked otherwise; we never ask */
+            }
+            if (status < 200) {
+                return 1;
+            }
+            x->status = status;
+            continue;
+        }
+        if (line.len == 0) {
+            break;
+        }
+        {
+            long colon = slice_index(line, ':');
+            struct slice name, value;
+
+            if (colon <= 0) {
+                return -1;
+            }
+            name = slice_make(line.ptr, (size_t)colon);
+            value = slice_trim(slice_make(line.ptr + colon + 1, line.len - (size_t)colon - 1));
+            if (slice_eq_nocase(name, SLICE_LIT("content-length"))) {
+                uint64_t n;
+
+                if (slice_to_u64(value, &n) < 0 || n > INT64_MAX ||
+                    (x->has_length && x->resp_left != (int64_t)n)) {
+                    return -1;
+                }
+                x->has_length = 1;
+                x->resp_left = (int64_t)n;
+            } else if (slice_eq_nocase(name, SLICE_LIT("transfer-encoding"))) {
+                if (!te_chunked(value)) {
+                    return -1;
+                }
+                x->chunked = 1;
+            } else if (slice_eq_nocase(name, SLICE_LIT("connection")) &&
+                       slice_eq_nocase(value, SLICE_LIT("close"))) {
+                x->keep = 0;
+            }
+            x->ops->on_header(x->arg, name, value);
+            if (ended(x)) {
+                return -2;
+            }
+        }
+    }
+    x->head_done = 1;
+    x->first_byte_us = upstream_now_us() - x->start_us;
+    if (x->is_head || status == 204 || status == 304) {
+        x->rs = RS_DONE;
+    } else if (x->chunked) {
+        x->rs = RS_CHUNK_SIZE;
+    } else if (x->has_length) {
+        x->rs = x->resp_left > 0 ? RS_BODY_LEN : RS_DONE;
+    } else {
+        x->rs = RS_BODY_EOF;
+        x->keep = 0;
+    }
+    x->ops->on_head(x->arg, status);
+    return ended(x) ? -2 : 0;
+}
+
+/* Hands up to MAX bytes of IN to on_body, one contiguous piece at a time. 0 when all went,
+ * 1 when the caller paused, -1 when X ended. */
+static int
+deliver(struct upstream_xfer *x, int64_t max)
+{
+    struct evbuffer *in = x->c->in;
+
+    while (max > 0 && evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        size_t n;
+
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) {
+            break;
+        }
+        n = v.iov_len < (uint64_t)max ? v.iov_len : (size_t)max;
+        if (x->ops->on_body(x->arg, v.iov_base, n)) {
+            if (ended(x)) {
+                return -1;
+            }
+            x->recv_paused = 1;
+            return 1;
+        }
+        if (ended(x)) {
+            return -1;
+        }
+        evbuffer_drain(in, n);
+        max -= (int64_t)n;
+        if (x->rs != RS_BODY_EOF) {
+            x->resp_left -= (int64_t)n;
+        }
+    }
+    return 0;
+}
+
+/* One CRLF-terminated line of at most LINE_MAX_BYTES at the front of IN, NUL-free, copied to
+ * BUF: its length, -1 if it has not all arrived, -2 if it is too long. */
+static long
+take_line(struct evbuffer *in, char *buf)
+{
+    size_t eol_len;
+    struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF_STRICT);
+
+    if (p.pos < 0) {
+        return evbuffer_get_length(in) > LINE_MAX_BYTES ? -2 : -1;
+    }
+    if ((size_t)p.pos >= LINE_MAX_BYTES) {
+        return -2;
+    }
+    evbuffer_remove(in, buf, (size_t)p.pos);
+    evbuffer_drain(in, eol_len);
+    buf[p.pos] = '\0';
+    return (long)p.pos;
+}
+
+static int
+parse_chunk_size(const char *line, int64_t *out)
+{
+    int64_t n = 0;
+    int digits = 0;
+
+    for (; *line; line++) {
+        int d;
+
+        if (*line >= '0' && *line <= '9') {
+            d = *line - '0';
+        } else if (*line >= 'a' && *line <= 'f') {
+            d = *line - 'a' + 10;
+        } else if (*line >= 'A' && *line <= 'F') {
+            d = *line - 'A' + 10;
+        } else {
+            break;
+        }
+        if (++digits > 15) {
+            return -1;
+        }
+        n = n * 16 + d;
+    }
+    if (digits == 0 || (*line != '\0' && *line != ';' && *line != ' ' && *line != '\t')) {
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+/* Runs the response parser over what IN holds. 0 when it needs more bytes (or the caller
+ * paused), -1 when X ended (done, failed or aborted). */
+static int
+parse_input(struct upstream_xfer *x)
+{
+    struct upconn *c = x->c;
+    char line[LINE_MAX_BYTES + 1];
+    long n;
+    int rc;
+
+    while (!x->recv_paused) {
+        if (ended(x)) {
+            return -1;
+        }
+        switch (x->rs) {
+        case RS_HEAD: {
+            struct evbuffer_ptr p = evbuffer_search(c->in, "\r\n\r\n", 4, NULL);
+            const char *h;
+
+            if (p.pos < 0) {
+                if (evbuffer_get_length(c->in) > HEAD_MAX) {
+                    log_warn("upstream", "the store sent a response head over %d bytes", HEAD_MAX);
+                    upstream_xfer_finish(x, upstream_err_io);
+                    return -1;
+                }
+                return 0;
+            }
+            h = (const char *)evbuffer_pullup(c->in, p.pos + 4);
+            rc = parse_head(x, h, (size_t)p.pos + 4);
+            if (rc == -2) {
+                return -1;
+            }
+            if (rc == -1) {
+                log_warn("upstream", "the store sent a malformed response head");
+                upstream_xfer_finish(x, upstream_err_io);
+                return -1;
+            }
+            evbuffer_drain(c->in, (size_t)p.pos + 4);
+            break; /* a 1xx head (rc 1) leaves rs at RS_HEAD for the next one */
+        }
+        case RS_BODY_LEN:
+        case RS_CHUNK_DATA:
+            if (evbuffer_get_length(c->in) == 0) {
+                return 0;
+            }
+            rc = deliver(x, x->resp_left);
+            if (rc != 0) {
+                return rc < 0 ? -1 : 0;
+            }
+            if (x->resp_left == 0) {
+                x->rs = x->rs == RS_BODY_LEN ? RS_DONE : RS_CHUNK_END;
+            }
+            break;
+        case RS_CHUNK_SIZE:
+        case RS_CHUNK_END:
+        case RS_TRAILERS:
+            n = take_line(c->in, line);
+            if (n == -1) {
+                return 0;
+            }
+            if (n == -2 || (x->rs == RS_CHUNK_END && n != 0) ||
+                (x->rs == RS_CHUNK_SIZE && parse_chunk_size(line, &x->resp_left) < 0)) {
+                log_warn("upstream", "the store sent malformed chunked framing");
+                upstream_xfer_finish(x, upstream_err_io);
+                return -1;
+            }
+            if (x->rs == RS_CHUNK_SIZE) {
+                x->rs = x->resp_left > 0 ? RS_CHUNK_DATA : RS_TRAILERS;
+            } else if (x->rs == RS_CHUNK_END) {
+                x->rs = RS_CHUNK_SIZE;
+            } else if (n == 0) {
+                x->rs = RS_DONE;
+            }
+            break;
+        case RS_BODY_EOF:
+            if (evbuffer_get_length(c->in) > 0) {
+                rc = deliver(x, INT64_MAX);
+                if (rc != 0) {
+                    return rc < 0 ? -1 : 0;
+                }
+            }
+            if (!c->eof) {
+                return 0;
+            }
+            x->rs = RS_DONE;
+            break;
+        case RS_DONE:
+            upstream_xfer_finish(x, NULL);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- events ----------------------------------------------------------------------------------- */
+
+static int start_on(struct upstream_xfer *x, struct upconn *c);
+
+/* The connection failed under X (EOF or an error before the answer was complete). A
+ * kept-alive connection the store had closed is retried once on a fresh one, when nothing
+ * of the body was taken yet (else there is nothing to resend it from). */
+static void
+conn_failed(struct upstream_xfer *x, const char *err)
+{
+    struct upconn *c = x->c;
+
+    if (c->reused && !x->got_bytes && !x->pulled && !x->retried && x->head != NULL) {
+        struct upconn *fresh;
+
+        x->retried = 1;
+        x->write_broken = 0;
+        x->c = NULL;
+        conn_close(c);
+        log_debug("upstream", "kept-alive connection to the store was closed; sending again");
+        fresh = conn_open(x->u);
+        if (fresh != NULL) {
+            start_on(x, fresh);
+            return;
+        }
+        err = upstream_err_connect;
+    }
+    upstream_xfer_finish(x, err);
+}
+
+static void
+conn_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct upconn *c = arg;
+    struct upstream_xfer *x = c->x;
+    struct evbuffer_iovec v[2];
+    ssize_t n;
+    int nv;
+
+    (void)what;
+    if (x == NULL) {
+        /* idle: the store closed it, or sent bytes nobody asked for; either way it is done */
+        TAILQ_REMOVE(&c->u->idle, c, link);
+        c->u->nidle--;
+        conn_close(c);
+        return;
+    }
+    if (evbuffer_get_length(c->in) >= IN_HIGH) {
+        event_del(c->rev); /* the caller is paused; upstream_resume_response adds it back */
+        return;
+    }
+    nv = evbuffer_reserve_space(c->in, READ_MAX, v, 2);
+    if (nv < 1) {
+        upstream_xfer_finish(x, upstream_err_io);
+        return;
+    }
+    n = readv(fd, (struct iovec *)v, nv);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+            return;
+        }
+        log_debug("upstream", "recv from the store: %s", strerror(errno));
+        conn_failed(x, upstream_err_io);
+        return;
+    }
+    if (n == 0) {
+        c->eof = 1;
+        event_del(c->rev);
+    } else {
+        size_t left = (size_t)n;
+        int i;
+
+        for (i = 0; i < nv; i++) {
+            v[i].iov_len = left < v[i].iov_len ? left : v[i].iov_len;
+            left -= v[i].iov_len;
+        }
+        evbuffer_commit_space(c->in, v, nv);
+        x->got_bytes = 1;
+    }
+    if (parse_input(x) < 0) {
+        return;
+    }
+    if (c->eof && !x->recv_paused) {
+        conn_failed(x, upstream_err_io); /* closed before the answer was complete */
     }
 }
 
 static void
-check_done(struct upstream *u)
+conn_on_write(evutil_socket_t fd, short what, void *arg)
 {
-    CURLMsg *msg;
-    int left;
+    struct upconn *c = arg;
+    struct upstream_xfer *x = c->x;
 
-    while ((msg = curl_multi_info_read(u->multi, &left)) != NULL) {
-        struct upstream_xfer *x = NULL;
-        const char *err;
-
-        if (msg->msg != CURLMSG_DONE) {
-            continue;
-        }
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-        if (x->aborted) {
-            continue; /* reap_ev frees it */
-        }
-        err = msg->data.result == CURLE_OK ? NULL : classify(msg->data.result);
-        if (err != NULL) {
-            log_debug("upstream", "transfer failed: %s", curl_easy_strerror(msg->data.result));
-        }
-        TAILQ_REMOVE(&u->live, x, link);
-        /* free before the callback: the req may start another transfer from on_done */
-        {
-            const struct upstream_xfer_ops *ops = x->ops;
-            void *arg = x->arg;
-
-            xfer_free(x);
-            ops->on_done(arg, err);
-        }
+    if (x == NULL) {
+        conn_set_write(c, 0);
+        return;
     }
+    if (c->connecting) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+
+        if (what & EV_TIMEOUT) {
+            log_debug("upstream", "connect to %s:%s timed out", c->u->host, c->u->port);
+            upstream_xfer_finish(x, upstream_err_timeout);
+            return;
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
+            err = errno;
+        }
+        if (err != 0) {
+            log_debug("upstream", "connect to %s:%s: %s", c->u->host, c->u->port, strerror(err));
+            upstream_xfer_finish(x, upstream_err_connect);
+            return;
+        }
+        c->connecting = 0;
+        event_del(c->wev); /* drop the connect timeout; send_out adds it back if needed */
+        c->wev_on = 0;
+        event_add(c->rev, NULL);
+    }
+    send_out(x);
 }
 
-static size_t
-read_cb(char *buf, size_t size, size_t nitems, void *userp)
+/* Puts X's head on C and sends it from the next loop turn (never from inside the caller's
+ * call: read_body must not run before upstream_start has returned). */
+static int
+start_on(struct upstream_xfer *x, struct upconn *c)
 {
-    struct upstream_xfer *x = userp;
-    size_t n;
-
-    if (x->aborted) {
-        return CURL_READFUNC_ABORT;
+    x->c = c;
+    c->x = x;
+    evbuffer_add(c->out, x->head, x->head_len);
+    if (!c->connecting) {
+        event_active(c->wev, EV_WRITE, 0);
     }
-    n = x->ops->read_body(x->arg, buf, size * nitems);
-    if (x->aborted) {
-        return CURL_READFUNC_ABORT;
-    }
-    if (n == UPSTREAM_PAUSE) {
-        x->send_paused = 1;
-        return CURL_READFUNC_PAUSE;
-    }
-    return n;
+    return 0;
 }
 
-static size_t
-header_cb(char *buf, size_t size, size_t nitems, void *userp)
+/* ---- public ----------------------------------------------------------------------------------- */
+
+/* Splits "http://host:port/..." into U's host and port. -1 if it is not plain http. */
+static int
+parse_base_url(struct upstream *u, const char *url)
 {
-    struct upstream_xfer *x = userp;
-    size_t len = size * nitems;
-    struct slice line = slice_make(buf, len);
-    long colon;
+    const char *h, *end, *colon;
 
-    if (x->aborted) {
-        return 0;
+    if (strncasecmp(url, "http://", 7) != 0) {
+        return -1;
     }
-    while (line.len && (line.ptr[line.len - 1] == '\n' || line.ptr[line.len - 1] == '\r')) {
-        line.len--;
+    h = url + 7;
+    end = h + strcspn(h, "/?#");
+    if (*end != '\0' && strcmp(end, "/") != 0) {
+        return -1; /* a path prefix: libcurl keeps appending to the whole URL as before */
     }
-    if (slice_starts_with(line, SLICE_LIT("HTTP/"))) {
-        long sp = slice_index(line, ' ');
+    if (*h == '[') {
+        const char *rb = memchr(h, ']', (size_t)(end - h));
 
-        x->status = sp > 0 && line.len >= (size_t)sp + 4 ? atoi(line.ptr + sp + 1) : 502;
-        return len;
-    }
-    if (line.len == 0) {
-        if (x->status >= 200 && !x->head_done) {
-            x->head_done = 1;
-            x->first_byte_us = now_us() - x->start_us;
-            x->ops->on_head(x->arg, x->status);
+        if (rb == NULL) {
+            return -1;
         }
-        return x->aborted ? 0 : len;
+        u->host = xstrndup(h + 1, (size_t)(rb - h - 1));
+        colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+    } else {
+        colon = memchr(h, ':', (size_t)(end - h));
+        u->host = xstrndup(h, (size_t)((colon ? colon : end) - h));
     }
-    if (x->status >= 200 && (colon = slice_index(line, ':')) > 0) {
-        x->ops->on_header(x->arg, slice_make(line.ptr, (size_t)colon),
-                          slice_trim(slice_make(line.ptr + colon + 1, line.len - (size_t)colon - 1)));
-    }
-    return x->aborted ? 0 : len;
-}
-
-static size_t
-write_cb(char *buf, size_t size, size_t nitems, void *userp)
-{
-    struct upstream_xfer *x = userp;
-    size_t len = size * nitems;
-
-    if (x->aborted) {
-        return 0;
-    }
-    if (x->ops->on_body(x->arg, buf, len)) {
-        if (x->aborted) {
-            return 0;
-        }
-        x->recv_paused = 1;
-        return CURL_WRITEFUNC_PAUSE;
-    }
-    return x->aborted ? 0 : len;
+    u->port = colon ? xstrndup(colon + 1, (size_t)(end - colon - 1)) : xstrdup("80");
+    return 0;
 }
 
 struct upstream *
 upstream_create(struct event_base *evb, const struct upstream_opts *o)
 {
     struct upstream *u = xcalloc(1, sizeof(*u));
-    size_t n;
 
     u->evb = evb;
-    u->multi = curl_multi_init();
-    u->timer = evtimer_new(evb, on_timer, u);
     u->reap_ev = event_new(evb, -1, 0, on_reap, u);
     TAILQ_INIT(&u->live);
     TAILQ_INIT(&u->dead);
-    u->base_url = xstrdup(o->base_url);
-    n = strlen(u->base_url);
-    while (n && u->base_url[n - 1] == '/') {
-        u->base_url[--n] = '\0';
+    TAILQ_INIT(&u->done);
+    TAILQ_INIT(&u->idle);
+    u->connect_timeout_ms = o->connect_timeout_ms;
+    u->max_idle = o->max_connections;
+    if (parse_base_url(u, o->base_url) < 0) {
+        u->use_curl = 1;
+        upstream_curl_init(u, o);
     }
-    u->ca_file = o->ca_file ? xstrdup(o->ca_file) : NULL;
-    u->tls_verify = o->tls_verify;
-    u->connect_timeout_ms = (long)o->connect_timeout_ms;
-    curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
-    curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
-    curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
-    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, (long)o->max_connections);
     return u;
 }
 
@@ -331,6 +936,7 @@ void
 upstream_destroy(struct upstream *u)
 {
     struct upstream_xfer *x;
+    struct upconn *c;
 
     if (u == NULL) {
         return;
@@ -339,16 +945,70 @@ upstream_destroy(struct upstream *u)
         TAILQ_REMOVE(&u->live, x, link);
         xfer_free(x);
     }
-    on_reap(-1, 0, u);
-    while (u->nspare > 0) {
-        curl_easy_cleanup(u->spare[--u->nspare]);
+    while ((x = TAILQ_FIRST(&u->done)) != NULL) {
+        TAILQ_REMOVE(&u->done, x, link);
+        xfer_free(x);
     }
-    curl_multi_cleanup(u->multi);
-    event_free(u->timer);
+    while ((x = TAILQ_FIRST(&u->dead)) != NULL) {
+        TAILQ_REMOVE(&u->dead, x, link);
+        xfer_free(x);
+    }
+    while ((c = TAILQ_FIRST(&u->idle)) != NULL) {
+        TAILQ_REMOVE(&u->idle, c, link);
+        conn_close(c);
+    }
+    if (u->use_curl) {
+        upstream_curl_deinit(u);
+    }
     event_free(u->reap_ev);
-    free(u->base_url);
-    free(u->ca_file);
+    free(u->host);
+    free(u->port);
     free(u);
+}
+
+/* "METHOD path HTTP/1.1\r\n", the caller's lines, Content-Length when there is a body. */
+static void
+build_head(struct upstream_xfer *x, const struct upstream_xfer_args *a)
+{
+    size_t len, mlen = strlen(a->method), plen = strlen(a->path_query), i;
+    int has_cl = 0;
+    char clbuf[48];
+    size_t cllen = 0;
+    char *p;
+
+    len = mlen + 1 + plen + 11;
+    for (i = 0; a->headers[i] != NULL; i++) {
+        len += strlen(a->headers[i]) + 2;
+        if (strncasecmp(a->headers[i], "content-length:", 15) == 0) {
+            has_cl = 1;
+        }
+    }
+    if (!has_cl && a->body_length >= 0 && !x->is_head) {
+        cllen = (size_t)snprintf(clbuf, sizeof(clbuf), "Content-Length: %lld\r\n",
+                                 (long long)a->body_length);
+    }
+    len += cllen + 2;
+    x->head = p = xmalloc(len);
+    memcpy(p, a->method, mlen);
+    p += mlen;
+    *p++ = ' ';
+    memcpy(p, a->path_query, plen);
+    p += plen;
+    memcpy(p, " HTTP/1.1\r\n", 11);
+    p += 11;
+    for (i = 0; a->headers[i] != NULL; i++) {
+        size_t hl = strlen(a->headers[i]);
+
+        memcpy(p, a->headers[i], hl);
+        p += hl;
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    memcpy(p, clbuf, cllen);
+    p += cllen;
+    *p++ = '\r';
+    *p++ = '\n';
+    x->head_len = (size_t)(p - x->head);
 }
 
 struct upstream_xfer *
@@ -356,108 +1016,100 @@ upstream_start(struct upstream *u, const struct upstream_xfer_args *a,
                const struct upstream_xfer_ops *ops, void *arg)
 {
     struct upstream_xfer *x = xcalloc(1, sizeof(*x));
-    size_t ulen = strlen(u->base_url) + strlen(a->path_query) + 1;
-    char *url = xmalloc(ulen);
-    size_t i;
-    CURL *e;
+    struct upconn *c;
 
-    snprintf(url, ulen, "%s%s", u->base_url, a->path_query);
     x->u = u;
     x->ops = ops;
     x->arg = arg;
-    x->start_us = now_us();
-    x->easy = e = u->nspare > 0 ? u->spare[--u->nspare] : curl_easy_init();
-    if (e == NULL) {
-        free(url);
-        free(x);
-        return NULL;
+    x->start_us = upstream_now_us();
+    x->xstate = XS_LIVE;
+    if (u->use_curl) {
+        if (upstream_curl_start(x, a) < 0) {
+            free(x);
+            return NULL;
+        }
+        TAILQ_INSERT_TAIL(&u->live, x, link);
+        return x;
     }
-    for (i = 0; a->headers[i] != NULL; i++) {
-        x->hdrs = curl_slist_append(x->hdrs, a->headers[i]);
-    }
-    /* curl's own defaults would be unsigned extra headers, and Expect would add a round trip */
-    x->hdrs = curl_slist_append(x->hdrs, "Expect:");
-    x->hdrs = curl_slist_append(x->hdrs, "Accept:");
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    free(url);
-    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, u->connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
-    curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 256L * 1024);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, u->tls_verify ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, u->tls_verify ? 2L : 0L);
-    if (u->ca_file != NULL) {
-        curl_easy_setopt(e, CURLOPT_CAINFO, u->ca_file);
-    }
-    if (strcmp(a->method, "HEAD") == 0) {
-        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    } else if (strcmp(a->method, "GET") != 0 || a->body_length >= 0) {
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, a->method);
-    }
-    if (a->body_length >= 0 && strcmp(a->method, "HEAD") != 0) {
-        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)a->body_length);
-        curl_easy_setopt(e, CURLOPT_READFUNCTION, read_cb);
-        curl_easy_setopt(e, CURLOPT_READDATA, x);
-    }
+    x->is_head = strcmp(a->method, "HEAD") == 0;
+    x->body_left = a->body_length > 0 && !x->is_head ? a->body_length : 0;
+    x->rs = RS_HEAD;
+    build_head(x, a);
     TAILQ_INSERT_TAIL(&u->live, x, link);
-    if (curl_multi_add_handle(u->multi, e) != CURLM_OK) {
-        TAILQ_REMOVE(&u->live, x, link);
-        curl_easy_cleanup(e);
-        curl_slist_free_all(x->hdrs);
-        free(x);
-        return NULL;
+    c = conn_take_idle(u);
+    if (c == NULL) {
+        c = conn_open(u);
     }
+    if (c == NULL) {
+        upstream_xfer_finish(x, upstream_err_connect); /* on_done comes from the loop */
+        return x;
+    }
+    start_on(x, c);
     return x;
-}
-
-static void
-apply_pause(struct upstream_xfer *x)
-{
-    int mask = (x->send_paused ? CURLPAUSE_SEND : 0) | (x->recv_paused ? CURLPAUSE_RECV : 0);
-
-    /* may call read/write callbacks right away; they see the flags already cleared */
-    curl_easy_pause(x->easy, mask);
 }
 
 void
 upstream_resume_body(struct upstream_xfer *x)
 {
-    if (x->aborted || !x->send_paused) {
+    if (x->aborted || x->xstate != XS_LIVE || !x->send_paused) {
         return;
     }
     x->send_paused = 0;
-    apply_pause(x);
+    if (x->u->use_curl) {
+        upstream_curl_pause(x);
+        return;
+    }
+    if (!x->c->connecting) {
+        send_out(x);
+    }
 }
 
 void
 upstream_resume_response(struct upstream_xfer *x)
 {
-    if (x->aborted || !x->recv_paused) {
+    struct upconn *c;
+
+    if (x->aborted || x->xstate != XS_LIVE || !x->recv_paused) {
         return;
     }
     x->recv_paused = 0;
-    apply_pause(x);
+    if (x->u->use_curl) {
+        upstream_curl_pause(x);
+        return;
+    }
+    c = x->c;
+    if (parse_input(x) < 0) {
+        return;
+    }
+    if (x->recv_paused) {
+        return;
+    }
+    if (c->eof) {
+        conn_failed(x, upstream_err_io);
+    } else {
+        event_add(c->rev, NULL); /* it may have been taken off while IN was full */
+    }
 }
 
 void
 upstream_abort(struct upstream_xfer *x)
 {
+    struct upstream *u = x->u;
+
     if (x->aborted) {
         return;
     }
     x->aborted = 1;
-    TAILQ_REMOVE(&x->u->live, x, link);
-    TAILQ_INSERT_TAIL(&x->u->dead, x, link);
-    event_active(x->u->reap_ev, 0, 0);
+    if (x->c != NULL) {
+        /* no more events for it; reap_ev closes it, cutting the body short */
+        event_del(x->c->rev);
+        conn_set_write(x->c, 0);
+        x->c->x = NULL;
+    }
+    list_remove(x);
+    x->xstate = XS_DEAD;
+    TAILQ_INSERT_TAIL(&u->dead, x, link);
+    event_active(u->reap_ev, 0, 0);
 }
 
 int64_t

@@ -18,6 +18,7 @@
 #include "common/slice.h"
 
 struct event_base;
+struct evbuffer;
 struct upstream;
 struct upstream_xfer;
 
@@ -27,6 +28,10 @@ struct upstream_xfer;
 struct upstream_xfer_ops {
     /* Up to MAX request-body bytes into BUF: n > 0, 0 at the end, or UPSTREAM_PAUSE. */
     size_t (*read_body)(void *arg, char *buf, size_t max);
+    /* Optional, used instead of read_body on plain http: moves up to MAX bytes onto the end
+     * of DST (evbuffer_remove_buffer hands whole chains over without copying them). Same
+     * return values. */
+    size_t (*move_body)(void *arg, struct evbuffer *dst, size_t max);
     /* One response header (status line excluded; slices valid for the call only). */
     void (*on_header)(void *arg, struct slice name, struct slice value);
     /* The final (non-1xx) response head is complete. */

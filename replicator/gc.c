@@ -341,7 +341,11 @@ gc_on_beat_done(void *arg, const char *errstr)
 }
 
 static const struct upstream_xfer_ops gc_beat_ops = {
-    gc_no_body, gc_on_header, gc_on_head, gc_on_body, gc_on_beat_done,
+    .read_body = gc_no_body,
+    .on_header = gc_on_header,
+    .on_head = gc_on_head,
+    .on_body = gc_on_body,
+    .on_done = gc_on_beat_done,
 };
 
 static void

@@ -444,7 +444,11 @@ rp_head_on_done(void *arg, const char *errstr)
 }
 
 static const struct upstream_xfer_ops rp_head_ops = {
-    rp_head_read_body, rp_head_on_header, rp_head_on_head, rp_head_on_body, rp_head_on_done,
+    .read_body = rp_head_read_body,
+    .on_header = rp_head_on_header,
+    .on_head = rp_head_on_head,
+    .on_body = rp_head_on_body,
+    .on_done = rp_head_on_done,
 };
 
 static void

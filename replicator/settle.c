@@ -208,7 +208,11 @@ head_on_done(void *arg, const char *errstr)
 }
 
 static const struct upstream_xfer_ops head_ops = {
-    head_read_body, head_on_header, head_on_head, head_on_body, head_on_done,
+    .read_body = head_read_body,
+    .on_header = head_on_header,
+    .on_head = head_on_head,
+    .on_body = head_on_body,
+    .on_done = head_on_done,
 };
 
 /* GET ?tagging at the store: the tag set the landed put stored */
@@ -350,7 +354,11 @@ tag_on_done(void *arg, const char *errstr)
 }
 
 static const struct upstream_xfer_ops tag_ops = {
-    head_read_body, tag_on_header, tag_on_head, tag_on_body, tag_on_done,
+    .read_body = head_read_body,
+    .on_header = tag_on_header,
+    .on_head = tag_on_head,
+    .on_body = tag_on_body,
+    .on_done = tag_on_done,
 };
 
 static void

@@ -106,7 +106,11 @@ wm_on_body(void *arg, const char *data, size_t len)
 static void wm_on_store_done(void *arg, const char *errstr);
 
 static const struct upstream_xfer_ops wm_ops = {
-    wm_read_body, wm_on_header, wm_on_head, wm_on_body, wm_on_store_done,
+    .read_body = wm_read_body,
+    .on_header = wm_on_header,
+    .on_head = wm_on_head,
+    .on_body = wm_on_body,
+    .on_done = wm_on_store_done,
 };
 
 static int

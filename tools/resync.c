@@ -208,8 +208,13 @@ h_no_body(void *arg, char *buf, size_t max)
     return 0;
 }
 
-static const struct upstream_xfer_ops hres_ops = {h_no_body, h_on_header, h_on_head, h_on_body,
-                                                  h_on_done};
+static const struct upstream_xfer_ops hres_ops = {
+    .read_body = h_no_body,
+    .on_header = h_on_header,
+    .on_head = h_on_head,
+    .on_body = h_on_body,
+    .on_done = h_on_done,
+};
 
 static void
 hres_init(struct hres *h, struct event_base *evb, size_t body_max)
