@@ -83,6 +83,26 @@ pool_strndup(struct pool *p, const char *s, size_t n)
     return d;
 }
 
+char *
+pool_join(struct pool *p, const struct slice *parts, size_t n)
+{
+    size_t len = 0, i;
+    char *d, *w;
+
+    for (i = 0; i < n; i++) {
+        len += parts[i].len;
+    }
+    d = w = pool_alloc(p, len + 1);
+    for (i = 0; i < n; i++) {
+        if (parts[i].len) {
+            memcpy(w, parts[i].ptr, parts[i].len);
+            w += parts[i].len;
+        }
+    }
+    *w = '\0';
+    return d;
+}
+
 struct slice
 pool_slice_dup(struct pool *p, struct slice s)
 {

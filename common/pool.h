@@ -24,6 +24,9 @@ char *pool_strndup(struct pool *p, const char *s, size_t n);
 /* Copies S into the pool (the result is NUL-terminated, the NUL is not counted in len). */
 struct slice pool_slice_dup(struct pool *p, struct slice s);
 char *pool_printf(struct pool *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The N slices one after another, NUL-terminated: pool_printf("%.*s%.*s...") without the
+ * format parsing, for strings built on every request. */
+char *pool_join(struct pool *p, const struct slice *parts, size_t n);
 char *pool_vprintf(struct pool *p, const char *fmt, va_list ap);
 
 #endif

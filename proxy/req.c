@@ -2869,7 +2869,7 @@ xml_guard_start(struct req *r)
 }
 
 static int
-add_payload(struct req *r, const char *p, size_t n)
+check_payload(struct req *r, const char *p, size_t n)
 {
     if (n == 0) {
         return 0;
@@ -2897,9 +2897,23 @@ add_payload(struct req *r, const char *p, size_t n)
         }
         evbuffer_add(r->capture, p, n);
     }
+    return 0;
+}
+
+static int
+add_payload(struct req *r, const char *p, size_t n)
+{
+    if (n == 0) {
+        return 0;
+    }
+    if (check_payload(r, p, n) != 0) {
+        return -1;
+    }
     evbuffer_add(r->upbuf, p, n);
     return 0;
 }
+
+static void after_payload(struct req *r);
 
 void
 req_body(struct req *r, const char *data, size_t len)
@@ -2942,6 +2956,13 @@ req_body(struct req *r, const char *data, size_t len)
         req_maybe_free(r);
         return;
     }
+    after_payload(r);
+}
+
+/* Back-pressure on the client and a nudge to the store transfer after body bytes came. */
+static void
+after_payload(struct req *r)
+{
     if (!r->body_paused && evbuffer_get_length(r->upbuf) >= (size_t)r->cf->max_inflight_body) {
         r->body_paused = 1;
         r->ops->pause_body(r->fe);
@@ -2949,6 +2970,52 @@ req_body(struct req *r, const char *data, size_t len)
     if (r->xfer != NULL) {
         upstream_resume_body(r->xfer);
     }
+}
+
+/* A chain moved from the client's buffer keeps its whole allocation (up to 256 KiB for the
+ * front end's 128 KiB reads) however few bytes it holds; moving only pieces of at least this
+ * size keeps upbuf's memory within 4 times max_inflight_body. Smaller pieces are copied. */
+#define REQ_MOVE_MIN (64 * 1024)
+
+int
+req_body_movable(const struct req *r)
+{
+    return r->mode != BODY_CHUNKED; /* aws-chunked bodies are decoded into new bytes */
+}
+
+void
+req_body_move(struct req *r, struct evbuffer *src, size_t len)
+{
+    size_t left = len;
+
+    if (r->fe == NULL || r->body_ended) {
+        evbuffer_drain(src, len);
+        return;
+    }
+    r->raw_in += (int64_t)len;
+    r->raw_uncredited += len;
+    while (left > 0) {
+        struct evbuffer_iovec v;
+        size_t n;
+
+        if (evbuffer_peek(src, -1, NULL, &v, 1) < 1) {
+            break;
+        }
+        n = v.iov_len < left ? v.iov_len : left;
+        if (check_payload(r, v.iov_base, n) != 0) {
+            evbuffer_drain(src, left);
+            req_maybe_free(r);
+            return;
+        }
+        if (n >= REQ_MOVE_MIN) {
+            evbuffer_remove_buffer(src, r->upbuf, n); /* the chain changes hands */
+        } else {
+            evbuffer_add(r->upbuf, v.iov_base, n);
+            evbuffer_drain(src, n);
+        }
+        left -= n;
+    }
+    after_payload(r);
 }
 
 void
@@ -3062,8 +3129,10 @@ xfer_read_body(void *arg, char *buf, size_t max)
     size_t avail = evbuffer_get_length(r->upbuf);
     int n;
 
-    if (!r->body_verified) {
-        avail = avail > 0 ? avail - 1 : 0; /* the fence: the last byte waits for verification */
+    if (!r->body_verified && (r->up_length < 0 || r->sent_up + (int64_t)avail >= r->up_length)) {
+        /* the fence: the body's last byte waits for verification (and the lease check);
+         * bytes before it go at once, so whole chains of upbuf can change hands */
+        avail = avail > 0 ? avail - 1 : 0;
     }
     if (avail == 0) {
         if (r->body_verified && r->sent_up == r->up_length) {
@@ -3075,6 +3144,42 @@ xfer_read_body(void *arg, char *buf, size_t max)
         avail = max;
     }
     n = evbuffer_remove(r->upbuf, buf, avail);
+    if (n <= 0) {
+        return UPSTREAM_PAUSE;
+    }
+    r->sent_up += n;
+    touch(r);
+    credit_client(r);
+    if (r->began && timeutil_now_ms() - r->qw.now_ms > r->cf->lease_ms / 3) {
+        r->qw.now_ms = timeutil_now_ms(); /* long uploads keep the key while bytes flow */
+        queue_renew_lease(r->w->q, &r->qw, NULL, NULL);
+    }
+    return (size_t)n;
+}
+
+/* xfer_read_body without the copy: whole chains of upbuf change hands. */
+static size_t
+xfer_move_body(void *arg, struct evbuffer *dst, size_t max)
+{
+    struct req *r = arg;
+    size_t avail = evbuffer_get_length(r->upbuf);
+    int n;
+
+    if (!r->body_verified && (r->up_length < 0 || r->sent_up + (int64_t)avail >= r->up_length)) {
+        /* the fence: the body's last byte waits for verification (and the lease check);
+         * bytes before it go at once, so whole chains of upbuf can change hands */
+        avail = avail > 0 ? avail - 1 : 0;
+    }
+    if (avail == 0) {
+        if (r->body_verified && r->sent_up == r->up_length) {
+            return 0;
+        }
+        return UPSTREAM_PAUSE;
+    }
+    if (avail > max) {
+        avail = max;
+    }
+    n = evbuffer_remove_buffer(r->upbuf, dst, avail);
     if (n <= 0) {
         return UPSTREAM_PAUSE;
     }
@@ -3299,6 +3404,7 @@ xfer_on_done(void *arg, const char *errstr)
 
 static const struct upstream_xfer_ops xfer_ops = {
     .read_body = xfer_read_body,
+    .move_body = xfer_move_body,
     .on_header = xfer_on_header,
     .on_head = xfer_on_head,
     .on_body = xfer_on_body,

@@ -75,6 +75,10 @@ struct req *req_create(struct worker *w, const struct req_fe_ops *ops, void *fe)
 void req_start(struct req *r, const struct req_start_args *a);
 /* Request body bytes, already stripped of HTTP framing (h1 chunked, h2 DATA); copied. */
 void req_body(struct req *r, const char *data, size_t len);
+/* req_body() for LEN bytes at the front of SRC, which it drains: the chains move to the store's
+ * buffer without a copy. Only while req_body_movable() (not for aws-chunked bodies). */
+int req_body_movable(const struct req *r);
+void req_body_move(struct req *r, struct evbuffer *src, size_t len);
 void req_body_end(struct req *r);
 /* The front end's queued output fell below the low watermark. */
 void req_client_writable(struct req *r);

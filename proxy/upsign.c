@@ -65,19 +65,30 @@ upsign_lines(struct pool *p, struct sigv4_key_cache *keys, const struct upsign_t
     if (creq == NULL) {
         return NULL;
     }
-    scope = pool_printf(p, "%s/%s/s3/aws4_request", date8, t->region);
+    {
+        struct slice parts[] = {slice_make(date8, 8), SLICE_LIT("/"), slice_cstr(t->region),
+                                SLICE_LIT("/s3/aws4_request")};
+
+        scope = pool_join(p, parts, sizeof(parts) / sizeof(parts[0]));
+    }
     sts = sigv4_string_to_sign(p, slice_make(amz_date, 16), slice_cstr(scope), creq);
     key = sigv4_key_cache_get(keys, slice_cstr(t->access_key), slice_cstr(t->secret),
                               slice_make(date8, 8), slice_cstr(t->region), SLICE_LIT("s3"));
     sigv4_sign(key, sts, sig);
     lines = pool_alloc(p, sizeof(*lines) * (n + 2));
     for (i = 0; i < n; i++) {
-        lines[i] = pool_printf(p, "%.*s: %.*s", SLICE_ARGS(sh[i].name), SLICE_ARGS(sh[i].value));
+        struct slice parts[3] = {sh[i].name, SLICE_LIT(": "), sh[i].value};
+
+        lines[i] = pool_join(p, parts, 3);
     }
-    lines[n] = pool_printf(p,
-                           "Authorization: AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, "
-                           "Signature=%s",
-                           t->access_key, scope, signed_list, sig);
+    {
+        struct slice parts[] = {SLICE_LIT("Authorization: AWS4-HMAC-SHA256 Credential="),
+                                slice_cstr(t->access_key), SLICE_LIT("/"), slice_cstr(scope),
+                                SLICE_LIT(", SignedHeaders="), slice_make(signed_list, sl),
+                                SLICE_LIT(", Signature="), slice_make(sig, 64)};
+
+        lines[n] = pool_join(p, parts, sizeof(parts) / sizeof(parts[0]));
+    }
     lines[n + 1] = NULL;
     return lines;
 }

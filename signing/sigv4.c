@@ -306,8 +306,12 @@ sigv4_string_to_sign(struct pool *p, struct slice amz_date, struct slice scope,
     char hash[65];
 
     sigv4_sha256_hex(canonical_request, strlen(canonical_request), hash);
-    return pool_printf(p, "AWS4-HMAC-SHA256\n%.*s\n%.*s\n%s", SLICE_ARGS(amz_date),
-                       SLICE_ARGS(scope), hash);
+    {
+        struct slice parts[] = {SLICE_LIT("AWS4-HMAC-SHA256\n"), amz_date, SLICE_LIT("\n"), scope,
+                                SLICE_LIT("\n"), slice_make(hash, 64)};
+
+        return pool_join(p, parts, sizeof(parts) / sizeof(parts[0]));
+    }
 }
 
 /* RFC 2104 over the pre-fetched SHA-256: H((K ^ opad) || H((K ^ ipad) || m)). */
