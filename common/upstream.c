@@ -60,7 +60,12 @@ struct upconn {
     struct upstream *u;              /* owner (borrowed) */
     evutil_socket_t fd;              /* owned */
     struct event *rev;               /* EV_READ|EV_PERSIST, added while the socket is open */
-    struct event *wev;               /* EV_WRITE|EV_PERSIST, added only while out is stuck */
+    struct event *wev;               /* EV_WRITE|EV_PERSIST, added only while out is stuck
+                                      * or connecting; never with a timeout, since libevent
+                                      * re-adds a persistent event that has one each time it
+                                      * runs, even from event_active() (an epoll_ctl pair per
+                                      * request) */
+    struct event *ctimer;            /* the connect timeout */
     struct evbuffer *out;            /* request bytes not yet sent (owned) */
     struct evbuffer *in;             /* response bytes not yet parsed (owned) */
     struct upstream_xfer *x;         /* the transfer using it; NULL while idle */
@@ -85,12 +90,14 @@ upstream_now_us(void)
 
 static void conn_on_read(evutil_socket_t fd, short what, void *arg);
 static void conn_on_write(evutil_socket_t fd, short what, void *arg);
+static void conn_on_ctimer(evutil_socket_t fd, short what, void *arg);
 
 static void
 conn_close(struct upconn *c)
 {
     event_free(c->rev);
     event_free(c->wev);
+    event_free(c->ctimer);
     evbuffer_free(c->out);
     evbuffer_free(c->in);
     if (c->fd >= 0) {
@@ -177,10 +184,14 @@ conn_open(struct upstream *u)
     c->wev = event_new(u->evb, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
     c->out = evbuffer_new();
     c->in = evbuffer_new();
+    c->ctimer = evtimer_new(u->evb, conn_on_ctimer, c);
     c->connecting = 1;
     tv.tv_sec = u->connect_timeout_ms / 1000;
     tv.tv_usec = (u->connect_timeout_ms % 1000) * 1000;
-    event_add(c->wev, u->connect_timeout_ms > 0 ? &tv : NULL);
+    if (u->connect_timeout_ms > 0) {
+        evtimer_add(c->ctimer, &tv);
+    }
+    event_add(c->wev, NULL);
     c->wev_on = 1;
     return c;
 }
@@ -837,6 +848,7 @@ conn_on_write(evutil_socket_t fd, short what, void *arg)
     struct upconn *c = arg;
     struct upstream_xfer *x = c->x;
 
+    (void)what;
     if (x == NULL) {
         conn_set_write(c, 0);
         return;
@@ -845,11 +857,6 @@ conn_on_write(evutil_socket_t fd, short what, void *arg)
         int err = 0;
         socklen_t len = sizeof(err);
 
-        if (what & EV_TIMEOUT) {
-            log_debug("upstream", "connect to %s:%s timed out", c->u->host, c->u->port);
-            upstream_xfer_finish(x, upstream_err_timeout);
-            return;
-        }
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
             err = errno;
         }
@@ -859,11 +866,24 @@ conn_on_write(evutil_socket_t fd, short what, void *arg)
             return;
         }
         c->connecting = 0;
-        event_del(c->wev); /* drop the connect timeout; send_out adds it back if needed */
-        c->wev_on = 0;
+        evtimer_del(c->ctimer);
+        conn_set_write(c, 0); /* send_out adds it back if the socket fills */
         event_add(c->rev, NULL);
     }
     send_out(x);
+}
+
+static void
+conn_on_ctimer(evutil_socket_t fd, short what, void *arg)
+{
+    struct upconn *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (c->x != NULL && c->connecting) {
+        log_debug("upstream", "connect to %s:%s timed out", c->u->host, c->u->port);
+        upstream_xfer_finish(c->x, upstream_err_timeout);
+    }
 }
 
 /* Puts X's head on C and sends it from the next loop turn (never from inside the caller's

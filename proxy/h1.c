@@ -10,6 +10,7 @@
  * arrive; the req pauses us when its buffer towards the store is full. Responses are
  * framed here too (Content-Length, chunked for unknown length, none for HEAD/204/304).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,10 +177,43 @@ h1_close(struct h1_conn *h)
     conn_close(h->c);
 }
 
+/*
+ * Plain connections write straight from the output buffer while the socket takes it, with
+ * the bufferevent's EV_WRITE off: leaving it on costs an epoll_ctl pair and a loop turn per
+ * response (libevent adds the write event when bytes are queued and drops it once they are
+ * out). EV_WRITE goes on only while bytes are stuck (back-pressure, the send timeout, errors
+ * reported through h1_event_cb), and off again once h1_write_cb sees the buffer empty. TLS
+ * connections keep the bufferevent's own writes.
+ */
+static void
+h1_push(struct h1_conn *h)
+{
+    struct bufferevent *bev = h->c->bev;
+    struct evbuffer *out = bufferevent_get_output(bev);
+    int n, err;
+
+    if (h->c->tls || (bufferevent_get_enabled(bev) & EV_WRITE) || evbuffer_get_length(out) == 0) {
+        return;
+    }
+    /* a socket bufferevent keeps its output's start frozen so that only it drains it */
+    evbuffer_unfreeze(out, 1);
+    n = evbuffer_write(out, bufferevent_getfd(bev));
+    err = errno;
+    evbuffer_freeze(out, 1);
+    if (n < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
+        bufferevent_enable(bev, EV_WRITE); /* its write fails the same way: h1_event_cb */
+        return;
+    }
+    if (evbuffer_get_length(out) > 0) {
+        bufferevent_enable(bev, EV_WRITE);
+    }
+}
+
 /* Closes once the output buffer is flushed. */
 static void
 h1_close_after_flush(struct h1_conn *h)
 {
+    h1_push(h);
     h->state = H1_CLOSING;
     h->keep_alive = 0;
     bufferevent_disable(h->c->bev, EV_READ);
@@ -292,6 +326,7 @@ fe_send_continue(void *fe)
     if (!h->continue_sent && h->hreq.minor == 1) {
         h->continue_sent = 1;
         evbuffer_add(bufferevent_get_output(h->c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        h1_push(h);
     }
 }
 
@@ -423,6 +458,7 @@ fe_send_body(void *fe, struct evbuffer *data)
     } else {
         evbuffer_add_buffer(out, data);
     }
+    h1_push(h);
 }
 
 static void
@@ -433,6 +469,7 @@ fe_send_end(void *fe)
     if (h->resp_chunked) {
         evbuffer_add(bufferevent_get_output(h->c->bev), "0\r\n\r\n", 5);
     }
+    h1_push(h); /* a head-only answer has had no body to push it */
     h->req = NULL;
     if (!h->keep_alive || h->resp_close_delimited) {
         h1_close_after_flush(h);
@@ -833,6 +870,9 @@ h1_write_cb(struct bufferevent *bev, void *arg)
 {
     struct h1_conn *h = arg;
 
+    if (!h->c->tls && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        bufferevent_disable(bev, EV_WRITE); /* back to h1_push's direct writes */
+    }
     if (h->state == H1_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
         h1_close(h);
         return;
@@ -874,7 +914,12 @@ h1_conn_start(struct conn *c)
     bufferevent_setwatermark(c->bev, EV_READ, 0, (size_t)cf->max_header_bytes + 65536);
     bufferevent_setwatermark(c->bev, EV_WRITE, REQ_CLIENT_HIGH_WATERMARK / 2, 0);
     bufferevent_setcb(c->bev, h1_read_cb, h1_write_cb, h1_event_cb, h);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(c->bev, EV_READ);
+    if (c->tls) {
+        bufferevent_enable(c->bev, EV_WRITE);
+    } else {
+        bufferevent_disable(c->bev, EV_WRITE); /* h1_push writes */
+    }
     set_timer(h, cf->client_idle_timeout_ms);
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
         h1_process(h);
