@@ -586,7 +586,7 @@ read_head(struct h1_conn *h)
         return 0;
     }
     pool_init(&h->pool);
-    if (http1_parse_head(buf, hl, &lim, &h->pool, &h->hreq, &err) != PX_OK) {
+    if (http1_parse_scanned_head(buf, hl, &lim, &h->pool, &h->hreq, &err) != PX_OK) {
         h1_error(h, err.status, err.code, err.message);
         return 0;
     }

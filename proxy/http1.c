@@ -339,19 +339,30 @@ int
 http1_parse_head(const char *buf, size_t len, const struct http1_limits *lim, struct pool *pool,
                  struct http1_request *out, struct http1_error *err)
 {
+    /* the same framing checks as the incremental scan, and LEN must be exactly the head */
+    if (http1_head_length(buf, len, lim, err) != len) {
+        memset(out, 0, sizeof(*out));
+        if (err->status == 0) {
+            set_err(err, 400, CODE_BAD, "incomplete request head");
+        }
+        return PX_EINVAL;
+    }
+    return http1_parse_scanned_head(buf, len, lim, pool, out, err);
+}
+
+int
+http1_parse_scanned_head(const char *buf, size_t len, const struct http1_limits *lim,
+                         struct pool *pool, struct http1_request *out, struct http1_error *err)
+{
     size_t pos = 0, lines = 0, i, max_count = limit_or_max(lim->max_header_count);
     const char *eol;
     int rc;
 
     memset(out, 0, sizeof(*out));
     out->content_length = -1;
-    /* the same framing checks as the incremental scan, and LEN must be exactly the head */
-    if (http1_head_length(buf, len, lim, err) != len) {
-        if (err->status == 0) {
-            set_err(err, 400, CODE_BAD, "incomplete request head");
-        }
-        return PX_EINVAL;
-    }
+    err->status = 0;
+    err->code = NULL;
+    err->message = NULL;
     while (buf[pos] == '\r') {
         pos += 2; /* leading empty lines */
     }

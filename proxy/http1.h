@@ -92,6 +92,10 @@ size_t http1_head_length(const char *buf, size_t len, const struct http1_limits 
  */
 int http1_parse_head(const char *buf, size_t len, const struct http1_limits *lim, struct pool *pool,
                      struct http1_request *out, struct http1_error *err);
+/* http1_parse_head() for a head http1_head_length() has just measured with the same LIM (LEN
+ * is its result): skips the second framing scan. */
+int http1_parse_scanned_head(const char *buf, size_t len, const struct http1_limits *lim,
+                             struct pool *pool, struct http1_request *out, struct http1_error *err);
 
 /* First header named NAME (case-insensitive), or NULL. Borrowed from R. */
 const struct http_header *http1_find_header(const struct http1_request *r, struct slice name);

@@ -764,7 +764,7 @@ setup_body(struct req *r, const struct auth_out *ao, int signed_request)
     }
     if (r->mode == BODY_HEX) {
         r->sha = EVP_MD_CTX_new();
-        EVP_DigestInit_ex(r->sha, EVP_sha256(), NULL);
+        EVP_DigestInit_ex2(r->sha, sigv4_sha256_md(), NULL);
     }
     /* a checksum sent as a header is verified here too: the store may not check it */
     for (i = 0; i < r->nhdrs; i++) {

@@ -162,18 +162,23 @@ add_folded(struct sbuf *b, struct slice value)
     int in_space = 0;
 
     value = slice_trim(value);
-    for (i = 0; i < value.len; i++) {
-        char c = value.ptr[i];
+    for (i = 0; i < value.len;) {
+        size_t run = i;
 
-        if (c == ' ' || c == '\t') {
+        if (value.ptr[i] == ' ' || value.ptr[i] == '\t') {
             in_space = 1;
+            i++;
             continue;
         }
         if (in_space) {
             sbuf_add_char(b, ' ');
             in_space = 0;
         }
-        sbuf_add_char(b, c);
+        /* a run of non-blank bytes in one copy */
+        while (i < value.len && value.ptr[i] != ' ' && value.ptr[i] != '\t') {
+            i++;
+        }
+        sbuf_add(b, value.ptr + run, i - run);
     }
 }
 
@@ -211,8 +216,13 @@ sigv4_canonical_request(struct pool *p, const struct sigv4_request *req,
             *errstr = sigv4_err_signed_headers;
             return NULL;
         }
-        for (i = 0; i < name.len; i++) {
-            sbuf_add_char(&b, (char)tolower((unsigned char)name.ptr[i]));
+        {
+            size_t at = b.len;
+
+            sbuf_add(&b, name.ptr, name.len);
+            for (i = at; i < b.len; i++) {
+                b.ptr[i] = (char)tolower((unsigned char)b.ptr[i]);
+            }
         }
         sbuf_add_char(&b, ':');
         for (i = 0; i < req->nheaders; i++) {
@@ -275,6 +285,13 @@ sha256_begin(void)
         abort(); /* no SHA-256 means no signing at all */
     }
     return ctx;
+}
+
+void *
+sigv4_sha256_md(void)
+{
+    pthread_once(&sha256_once, sha256_fetch);
+    return sha256_md;
 }
 
 static void
@@ -429,21 +446,17 @@ sigv4_key_cache_get(struct sigv4_key_cache *c, struct slice access_key, struct s
                     struct slice date8, struct slice region, struct slice service)
 {
     struct sigv4_key_cache_entry *victim = &c->entries[0];
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    EVP_MD_CTX *md = sha256_begin(); /* the thread's context: no fetch, no allocation */
     uint8_t id[32];
     unsigned int n = 0;
     size_t i;
 
-    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-        abort(); /* out of memory: same policy as xmalloc */
-    }
     id_add(md, access_key);
     id_add(md, secret);
     id_add(md, date8);
     id_add(md, region);
     id_add(md, service);
     EVP_DigestFinal_ex(md, id, &n);
-    EVP_MD_CTX_free(md);
 
     c->tick++;
     for (i = 0; i < SIGV4_KEY_CACHE_SIZE; i++) {

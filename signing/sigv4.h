@@ -66,6 +66,9 @@ void sigv4_sign(const uint8_t key[32], const char *string_to_sign, char out[65])
 void sigv4_sign_slice(const uint8_t key[32], struct slice string_to_sign, char out[65]);
 /* hex SHA-256 of DATA into OUT (65 bytes incl. NUL). */
 void sigv4_sha256_hex(const void *data, size_t len, char out[65]);
+/* OpenSSL's SHA-256 (an EVP_MD *), fetched once per process: EVP_sha256() in an
+ * EVP_DigestInit_ex costs a lookup by name on every call. */
+void *sigv4_sha256_md(void);
 
 /*
  * Per-thread cache of derived signing keys: no locking, one per worker thread. Entries are
