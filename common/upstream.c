@@ -240,6 +240,9 @@ conn_release(struct upconn *c, int reusable)
         conn_close(c);
         return;
     }
+    /* an idle connection must watch for the store closing it, whatever a paused caller
+     * did to the read event before (no syscall when it is still registered) */
+    event_add(c->rev, NULL);
     c->idle_since_us = upstream_now_us();
     TAILQ_INSERT_HEAD(&u->idle, c, link);
     u->nidle++;

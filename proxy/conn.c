@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,5 +217,50 @@ conn_drain(struct conn *c)
         break;
     default:
         conn_close(c);
+    }
+}
+
+int
+conn_push(struct conn *c)
+{
+    struct bufferevent *bev = c->bev;
+    struct evbuffer *out = bufferevent_get_output(bev);
+    int n, err;
+
+    if (c->tls || (bufferevent_get_enabled(bev) & EV_WRITE)) {
+        return evbuffer_get_length(out) == 0;
+    }
+    if (evbuffer_get_length(out) == 0) {
+        return 1;
+    }
+    /* a socket bufferevent keeps its output's start frozen so that only it drains it */
+    evbuffer_unfreeze(out, 1);
+    n = evbuffer_write(out, bufferevent_getfd(bev));
+    err = errno;
+    evbuffer_freeze(out, 1);
+    if (n < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
+        bufferevent_enable(bev, EV_WRITE); /* its write fails the same way: the event cb */
+        return 0;
+    }
+    if (evbuffer_get_length(out) > 0) {
+        bufferevent_enable(bev, EV_WRITE);
+        return 0;
+    }
+    return 1;
+}
+
+void
+conn_write_idle(struct conn *c)
+{
+    if (!c->tls && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        bufferevent_disable(c->bev, EV_WRITE);
+    }
+}
+
+void
+conn_direct_writes(struct conn *c)
+{
+    if (!c->tls) {
+        bufferevent_disable(c->bev, EV_WRITE);
     }
 }

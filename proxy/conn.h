@@ -36,6 +36,20 @@ void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa
 void conn_close(struct conn *c);
 /* Asks the connection to finish its current work and close (SIGTERM drain). */
 void conn_drain(struct conn *c);
+/*
+ * Plain connections write straight from the output buffer while the socket takes it, with
+ * the bufferevent's EV_WRITE off: left on, it costs an epoll_ctl pair and a loop turn per
+ * answer (libevent adds the write event when bytes are queued and drops it once they are
+ * out). conn_push() writes what it can and turns EV_WRITE on only while bytes are stuck (so
+ * back-pressure, the send timeout and write errors still go through the bufferevent's
+ * callbacks); the protocol's write callback calls conn_write_idle() to turn it off again
+ * once the buffer is empty. TLS connections keep the bufferevent's own writes: both are
+ * no-ops there. conn_push() returns 1 when it wrote everything, 0 otherwise.
+ */
+int conn_push(struct conn *c);
+void conn_write_idle(struct conn *c);
+/* Turns EV_WRITE off on a plain connection (the protocol writes through conn_push()). */
+void conn_direct_writes(struct conn *c);
 
 /* Protocol modules. Each takes over C->bev's callbacks, sets C->proto, and parses the
  * bytes already in the input buffer first. The *_free functions accept NULL. */

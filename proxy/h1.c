@@ -177,36 +177,11 @@ h1_close(struct h1_conn *h)
     conn_close(h->c);
 }
 
-/*
- * Plain connections write straight from the output buffer while the socket takes it, with
- * the bufferevent's EV_WRITE off: leaving it on costs an epoll_ctl pair and a loop turn per
- * response (libevent adds the write event when bytes are queued and drops it once they are
- * out). EV_WRITE goes on only while bytes are stuck (back-pressure, the send timeout, errors
- * reported through h1_event_cb), and off again once h1_write_cb sees the buffer empty. TLS
- * connections keep the bufferevent's own writes.
- */
+/* Sends what the output holds now on plain connections (conn_push). */
 static void
 h1_push(struct h1_conn *h)
 {
-    struct bufferevent *bev = h->c->bev;
-    struct evbuffer *out = bufferevent_get_output(bev);
-    int n, err;
-
-    if (h->c->tls || (bufferevent_get_enabled(bev) & EV_WRITE) || evbuffer_get_length(out) == 0) {
-        return;
-    }
-    /* a socket bufferevent keeps its output's start frozen so that only it drains it */
-    evbuffer_unfreeze(out, 1);
-    n = evbuffer_write(out, bufferevent_getfd(bev));
-    err = errno;
-    evbuffer_freeze(out, 1);
-    if (n < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
-        bufferevent_enable(bev, EV_WRITE); /* its write fails the same way: h1_event_cb */
-        return;
-    }
-    if (evbuffer_get_length(out) > 0) {
-        bufferevent_enable(bev, EV_WRITE);
-    }
+    (void)conn_push(h->c);
 }
 
 /* Closes once the output buffer is flushed. */
@@ -870,9 +845,7 @@ h1_write_cb(struct bufferevent *bev, void *arg)
 {
     struct h1_conn *h = arg;
 
-    if (!h->c->tls && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-        bufferevent_disable(bev, EV_WRITE); /* back to h1_push's direct writes */
-    }
+    conn_write_idle(h->c); /* back to conn_push's direct writes once empty */
     if (h->state == H1_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
         h1_close(h);
         return;
@@ -914,12 +887,8 @@ h1_conn_start(struct conn *c)
     bufferevent_setwatermark(c->bev, EV_READ, 0, (size_t)cf->max_header_bytes + 65536);
     bufferevent_setwatermark(c->bev, EV_WRITE, REQ_CLIENT_HIGH_WATERMARK / 2, 0);
     bufferevent_setcb(c->bev, h1_read_cb, h1_write_cb, h1_event_cb, h);
-    bufferevent_enable(c->bev, EV_READ);
-    if (c->tls) {
-        bufferevent_enable(c->bev, EV_WRITE);
-    } else {
-        bufferevent_disable(c->bev, EV_WRITE); /* h1_push writes */
-    }
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    conn_direct_writes(c); /* h1_push writes on plain connections */
     set_timer(h, cf->client_idle_timeout_ms);
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
         h1_process(h);

@@ -1380,6 +1380,7 @@ maybe_close(struct h2_conn *h)
     } else if (!h->close_when_flushed) {
         h->close_when_flushed = 1;
         bufferevent_setwatermark(h->c->bev, EV_WRITE, 0, 0); /* write cb when empty */
+        bufferevent_enable(h->c->bev, EV_WRITE);                /* even on a plain conn */
     }
 }
 
@@ -1389,9 +1390,18 @@ pump(struct h2_conn *h)
     if (h->dead) {
         return;
     }
-    if (flush(h) != 0) {
-        teardown(h, "nghttp2 send failed");
-        return;
+    for (;;) {
+        struct evbuffer *out = bufferevent_get_output(h->c->bev);
+        int full;
+
+        if (flush(h) != 0) {
+            teardown(h, "nghttp2 send failed");
+            return;
+        }
+        full = evbuffer_get_length(out) >= H2_OUT_HIGH; /* flush stopped at the mark */
+        if (!conn_push(h->c) || !full) {
+            break; /* stuck (EV_WRITE is on and on_write pumps again), or nothing left */
+        }
     }
     notify_writable(h);
     maybe_close(h);
@@ -1421,6 +1431,7 @@ on_write(struct bufferevent *bev, void *arg)
     if (h->dead) {
         return;
     }
+    conn_write_idle(h->c);
     if (h->close_when_flushed) {
         if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
             teardown(h, NULL);
@@ -1554,6 +1565,7 @@ h2_conn_start(struct conn *c)
     tv = ms_to_tv(cf->client_send_timeout_ms);
     bufferevent_set_timeouts(c->bev, NULL, cf->client_send_timeout_ms > 0 ? &tv : NULL);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    conn_direct_writes(c); /* pump writes through conn_push on plain connections */
     arm_idle(h);
     if (c->w->draining) {
         h2_conn_drain(c);
