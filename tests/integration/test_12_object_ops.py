@@ -129,3 +129,30 @@ def test_conditional_get(proxy, make_client, store_s3, bucket, tmp_path, name, s
     assert out.read_bytes() == data
     statuses = [e["status"] for e in log.wait_for(method="GET", key="c")]
     assert statuses[:2] == [304, 412] and statuses.count(200) == 2, statuses
+
+
+# ---------------------------------------------------------------------------------------
+# a store reached over https (the libcurl transport; plain http stores use s3tee's own client)
+
+def test_https_store(make_proxy, store, bed_tls, store_s3, bucket):
+    from botocore.exceptions import ClientError
+    from lib import clients
+    from conftest import CLIENT_KEY
+
+    p = make_proxy(upstream=store.tls_url, upstream_ca_file=str(bed_tls.ca))
+    s3 = clients.boto3_client(Endpoint.of(p).with_keys(*CLIENT_KEY))
+    body = hashlib.sha256(b"seed").digest() * 40000   # 1.25 MB: several reads each way
+    s3.put_object(Bucket=bucket, Key="over/tls", Body=body, Metadata={"m": "v"})
+    assert store_body(store_s3, bucket, "over/tls") == body
+    got = s3.get_object(Bucket=bucket, Key="over/tls")
+    assert got["Body"].read() == body and got["Metadata"] == {"m": "v"}
+    assert s3.head_object(Bucket=bucket, Key="over/tls")["ContentLength"] == len(body)
+    s3.delete_object(Bucket=bucket, Key="over/tls")
+    assert keys_at_store(store_s3, bucket) == []
+    # without the bed's CA the store's certificate does not verify: 503, never a silent
+    # plain-text fallback
+    q = make_proxy(upstream=store.tls_url)
+    s3q = clients.boto3_client(Endpoint.of(q).with_keys(*CLIENT_KEY))
+    with pytest.raises(ClientError) as e:
+        s3q.head_object(Bucket=bucket, Key="anything")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
