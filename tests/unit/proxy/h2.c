@@ -275,6 +275,26 @@ conn_close(struct conn *c)
     bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 }
 
+/* The fake connection is a bufferevent pair, with no socket to write to directly: it keeps
+ * the bufferevent's own writes, as a TLS connection does. */
+int
+conn_push(struct conn *c)
+{
+    return evbuffer_get_length(bufferevent_get_output(c->bev)) == 0;
+}
+
+void
+conn_write_idle(struct conn *c)
+{
+    (void)c;
+}
+
+void
+conn_direct_writes(struct conn *c)
+{
+    (void)c;
+}
+
 void
 worker_request_id(struct worker *w, char out[24])
 {
