@@ -335,6 +335,46 @@ upstream_xfer_finish(struct upstream_xfer *x, const char *err)
 
 /* ---- request side ----------------------------------------------------------------------------- */
 
+/* One pull of request body into OUT, at most WANT bytes: the bytes added, 0 when the
+ * caller's body ended, or UPSTREAM_PAUSE. move_body hands chains over; read_body fills
+ * reserved space (two vectors: with one, libevent would copy the last chain's bytes into a
+ * bigger chain to make the space contiguous, a memmove of up to PULL_MAX per pull). */
+static size_t
+pull_some(struct upstream_xfer *x, struct evbuffer *out, size_t want)
+{
+    struct evbuffer_iovec v[2];
+    size_t got = 0, n = 0;
+    int nv, i, used = 0;
+
+    if (x->ops->move_body != NULL) {
+        return x->ops->move_body(x->arg, out, want);
+    }
+    nv = evbuffer_reserve_space(out, (ev_ssize_t)want, v, 2);
+    if (nv < 1) {
+        upstream_xfer_finish(x, upstream_err_io);
+        return 0;
+    }
+    for (i = 0; i < nv && got < want; i++) {
+        size_t room = v[i].iov_len < want - got ? v[i].iov_len : want - got;
+
+        n = x->ops->read_body(x->arg, v[i].iov_base, room);
+        if (ended(x) || n == UPSTREAM_PAUSE || n == 0) {
+            break;
+        }
+        v[i].iov_len = n;
+        got += n;
+        used = i + 1;
+        if (n < room) {
+            break; /* the caller has no more for now; ask again next round */
+        }
+    }
+    if (used > 0 && !ended(x)) {
+        evbuffer_commit_space(out, v, used);
+        return got; /* a pause or the end right after shows on the next pull */
+    }
+    return n;
+}
+
 /* Moves body bytes from the caller into OUT until enough wait, the body is all there or the
  * caller pauses. 0, or -1 when X ended (aborted, or the caller's body ended short). */
 static int
@@ -342,66 +382,19 @@ pull_body(struct upstream_xfer *x)
 {
     struct upconn *c = x->c;
 
-    while (x->body_left > 0 && !x->send_paused && evbuffer_get_length(c->out) < OUT_HIGH &&
-           x->ops->move_body != NULL) {
-        size_t want = x->body_left < OUT_HIGH ? (size_t)x->body_left : OUT_HIGH;
-        size_t n = x->ops->move_body(x->arg, c->out, want);
+    while (x->body_left > 0 && !x->send_paused && evbuffer_get_length(c->out) < OUT_HIGH) {
+        size_t max = x->ops->move_body != NULL ? OUT_HIGH : PULL_MAX;
+        size_t want = x->body_left < (int64_t)max ? (size_t)x->body_left : max;
+        size_t n = pull_some(x, c->out, want);
 
         if (ended(x)) {
             return -1;
         }
         if (n == UPSTREAM_PAUSE) {
             x->send_paused = 1;
-            return 0;
-        }
-        if (n == 0 || n > want) {
-            log_warn("upstream", "request body ended %lld bytes short of its length",
-                     (long long)x->body_left);
-            upstream_xfer_finish(x, upstream_err_io);
-            return -1;
-        }
-        x->body_left -= (int64_t)n;
-        x->pulled = 1;
-    }
-    while (x->body_left > 0 && !x->send_paused && evbuffer_get_length(c->out) < OUT_HIGH) {
-        struct evbuffer_iovec v[2];
-        size_t want = x->body_left < PULL_MAX ? (size_t)x->body_left : PULL_MAX, got = 0, n = 0;
-        int nv, i, used = 0;
-
-        /* two vectors: with one, libevent would copy the last chain's bytes into a bigger
-         * chain to make the space contiguous (a memmove of up to PULL_MAX per pull) */
-        nv = evbuffer_reserve_space(c->out, (ev_ssize_t)want, v, 2);
-        if (nv < 1) {
-            upstream_xfer_finish(x, upstream_err_io);
-            return -1;
-        }
-        for (i = 0; i < nv && got < want; i++) {
-            size_t room = v[i].iov_len < want - got ? v[i].iov_len : want - got;
-
-            n = x->ops->read_body(x->arg, v[i].iov_base, room);
-            if (ended(x)) {
-                return -1;
-            }
-            if (n == UPSTREAM_PAUSE || n == 0) {
-                break;
-            }
-            v[i].iov_len = n;
-            got += n;
-            used = i + 1;
-            if (n < room) {
-                break; /* the caller has no more for now; ask again next round */
-            }
-        }
-        if (used > 0) {
-            evbuffer_commit_space(c->out, v, used);
-            x->body_left -= (int64_t)got;
-            x->pulled = 1;
-        }
-        if (n == UPSTREAM_PAUSE) {
-            x->send_paused = 1;
             break;
         }
-        if (n == 0 && x->body_left > 0) {
+        if (n == 0 || n > want) {
             /* the caller ran out before its Content-Length: never let the store commit a
              * short body as whole (closing the connection makes it discard it) */
             log_warn("upstream", "request body ended %lld bytes short of its length",
@@ -409,6 +402,8 @@ pull_body(struct upstream_xfer *x)
             upstream_xfer_finish(x, upstream_err_io);
             return -1;
         }
+        x->body_left -= (int64_t)n;
+        x->pulled = 1;
     }
     return 0;
 }
@@ -760,7 +755,7 @@ parse_input(struct upstream_xfer *x)
 
 /* ---- events ----------------------------------------------------------------------------------- */
 
-static int start_on(struct upstream_xfer *x, struct upconn *c);
+static void start_on(struct upstream_xfer *x, struct upconn *c);
 
 /* The connection failed under X (EOF or an error before the answer was complete). A
  * kept-alive connection the store had closed is retried once on a fresh one, when nothing
@@ -891,7 +886,7 @@ conn_on_ctimer(evutil_socket_t fd, short what, void *arg)
 
 /* Puts X's head on C and sends it from the next loop turn (never from inside the caller's
  * call: read_body must not run before upstream_start has returned). */
-static int
+static void
 start_on(struct upstream_xfer *x, struct upconn *c)
 {
     x->c = c;
@@ -900,7 +895,6 @@ start_on(struct upstream_xfer *x, struct upconn *c)
     if (!c->connecting) {
         event_active(c->wev, EV_WRITE, 0);
     }
-    return 0;
 }
 
 /* ---- public ----------------------------------------------------------------------------------- */

@@ -10,7 +10,6 @@
  * arrive; the req pauses us when its buffer towards the store is full. Responses are
  * framed here too (Content-Length, chunked for unknown length, none for HEAD/204/304).
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,18 +176,11 @@ h1_close(struct h1_conn *h)
     conn_close(h->c);
 }
 
-/* Sends what the output holds now on plain connections (conn_push). */
-static void
-h1_push(struct h1_conn *h)
-{
-    (void)conn_push(h->c);
-}
-
 /* Closes once the output buffer is flushed. */
 static void
 h1_close_after_flush(struct h1_conn *h)
 {
-    h1_push(h);
+    conn_push(h->c);
     h->state = H1_CLOSING;
     h->keep_alive = 0;
     bufferevent_disable(h->c->bev, EV_READ);
@@ -301,7 +293,7 @@ fe_send_continue(void *fe)
     if (!h->continue_sent && h->hreq.minor == 1) {
         h->continue_sent = 1;
         evbuffer_add(bufferevent_get_output(h->c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
-        h1_push(h);
+        conn_push(h->c);
     }
 }
 
@@ -433,7 +425,7 @@ fe_send_body(void *fe, struct evbuffer *data)
     } else {
         evbuffer_add_buffer(out, data);
     }
-    h1_push(h);
+    conn_push(h->c);
 }
 
 static void
@@ -444,7 +436,7 @@ fe_send_end(void *fe)
     if (h->resp_chunked) {
         evbuffer_add(bufferevent_get_output(h->c->bev), "0\r\n\r\n", 5);
     }
-    h1_push(h); /* a head-only answer has had no body to push it */
+    conn_push(h->c); /* a head-only answer has had no body to push it */
     h->req = NULL;
     if (!h->keep_alive || h->resp_close_delimited) {
         h1_close_after_flush(h);
@@ -888,7 +880,7 @@ h1_conn_start(struct conn *c)
     bufferevent_setwatermark(c->bev, EV_WRITE, REQ_CLIENT_HIGH_WATERMARK / 2, 0);
     bufferevent_setcb(c->bev, h1_read_cb, h1_write_cb, h1_event_cb, h);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    conn_direct_writes(c); /* h1_push writes on plain connections */
+    conn_direct_writes(c); /* answers go out through conn_push() on plain connections */
     set_timer(h, cf->client_idle_timeout_ms);
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
         h1_process(h);

@@ -3122,28 +3122,26 @@ req_client_gone(struct req *r)
 
 /* ---- store transfer callbacks ---------------------------------------------------------------- */
 
+/* How many upbuf bytes may go to the store now, at most MAX. 0 when none: *RET is then what
+ * read_body/move_body answer (0 once the whole body is out, else UPSTREAM_PAUSE). */
 static size_t
-xfer_read_body(void *arg, char *buf, size_t max)
+body_sendable(struct req *r, size_t max, size_t *ret)
 {
-    struct req *r = arg;
     size_t avail = evbuffer_get_length(r->upbuf);
-    int n;
 
     if (!r->body_verified && (r->up_length < 0 || r->sent_up + (int64_t)avail >= r->up_length)) {
         /* the fence: the body's last byte waits for verification (and the lease check);
          * bytes before it go at once, so whole chains of upbuf can change hands */
         avail = avail > 0 ? avail - 1 : 0;
     }
-    if (avail == 0) {
-        if (r->body_verified && r->sent_up == r->up_length) {
-            return 0;
-        }
-        return UPSTREAM_PAUSE;
-    }
-    if (avail > max) {
-        avail = max;
-    }
-    n = evbuffer_remove(r->upbuf, buf, avail);
+    *ret = avail == 0 && r->body_verified && r->sent_up == r->up_length ? 0 : UPSTREAM_PAUSE;
+    return avail < max ? avail : max;
+}
+
+/* Accounts N body bytes handed to the store; returns what read_body/move_body answer. */
+static size_t
+body_sent(struct req *r, int n)
+{
     if (n <= 0) {
         return UPSTREAM_PAUSE;
     }
@@ -3157,40 +3155,23 @@ xfer_read_body(void *arg, char *buf, size_t max)
     return (size_t)n;
 }
 
+static size_t
+xfer_read_body(void *arg, char *buf, size_t max)
+{
+    struct req *r = arg;
+    size_t ret, n = body_sendable(r, max, &ret);
+
+    return n == 0 ? ret : body_sent(r, evbuffer_remove(r->upbuf, buf, n));
+}
+
 /* xfer_read_body without the copy: whole chains of upbuf change hands. */
 static size_t
 xfer_move_body(void *arg, struct evbuffer *dst, size_t max)
 {
     struct req *r = arg;
-    size_t avail = evbuffer_get_length(r->upbuf);
-    int n;
+    size_t ret, n = body_sendable(r, max, &ret);
 
-    if (!r->body_verified && (r->up_length < 0 || r->sent_up + (int64_t)avail >= r->up_length)) {
-        /* the fence: the body's last byte waits for verification (and the lease check);
-         * bytes before it go at once, so whole chains of upbuf can change hands */
-        avail = avail > 0 ? avail - 1 : 0;
-    }
-    if (avail == 0) {
-        if (r->body_verified && r->sent_up == r->up_length) {
-            return 0;
-        }
-        return UPSTREAM_PAUSE;
-    }
-    if (avail > max) {
-        avail = max;
-    }
-    n = evbuffer_remove_buffer(r->upbuf, dst, avail);
-    if (n <= 0) {
-        return UPSTREAM_PAUSE;
-    }
-    r->sent_up += n;
-    touch(r);
-    credit_client(r);
-    if (r->began && timeutil_now_ms() - r->qw.now_ms > r->cf->lease_ms / 3) {
-        r->qw.now_ms = timeutil_now_ms(); /* long uploads keep the key while bytes flow */
-        queue_renew_lease(r->w->q, &r->qw, NULL, NULL);
-    }
-    return (size_t)n;
+    return n == 0 ? ret : body_sent(r, evbuffer_remove_buffer(r->upbuf, dst, n));
 }
 
 static void
