@@ -25,6 +25,7 @@
 #include "common/upstream_impl.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -43,6 +44,7 @@
 const char upstream_err_connect[] = "cannot connect to the store";
 const char upstream_err_timeout[] = "connecting to the store timed out";
 const char upstream_err_io[] = "connection to the store broke";
+const char upstream_err_sink[] = "the client socket broke or stopped taking the response";
 
 #define READ_MAX (256 * 1024)      /* one recv from the store */
 #define IN_HIGH (256 * 1024)       /* stop reading while this much waits for a paused caller */
@@ -55,6 +57,9 @@ const char upstream_err_io[] = "connection to the store broke";
 #define IDLE_MAX_US (50LL * 1000000)  /* under the keep-alive timeouts of common servers */
 #define PEEK_AFTER_US (1000000)    /* idle longer than this: check it is still open */
 #define RESOLVE_TTL_US (60LL * 1000000)
+#define SINK_MIN (512 * 1024)      /* splice a body only when at least this much is to come */
+#define SINK_PIPE (1024 * 1024)    /* pipe size asked for (the default 64 KiB when refused) */
+#define SINK_TURN (4 * 1024 * 1024) /* bytes spliced per loop turn before others get their go */
 
 struct upconn {
     struct upstream *u;              /* owner (borrowed) */
@@ -89,6 +94,7 @@ upstream_now_us(void)
 /* ---- connections ---------------------------------------------------------------------------- */
 
 static void conn_on_read(evutil_socket_t fd, short what, void *arg);
+static void sink_end(struct upstream_xfer *x);
 static void conn_on_write(evutil_socket_t fd, short what, void *arg);
 static void conn_on_ctimer(evutil_socket_t fd, short what, void *arg);
 
@@ -261,6 +267,7 @@ ended(const struct upstream_xfer *x)
 static void
 xfer_free(struct upstream_xfer *x)
 {
+    sink_end(x);
     if (x->c != NULL) {
         conn_close(x->c);
         x->c = NULL;
@@ -320,6 +327,7 @@ upstream_xfer_finish(struct upstream_xfer *x, const char *err)
     if (x->aborted || x->xstate != XS_LIVE) {
         return;
     }
+    sink_end(x);
     if (x->c != NULL) {
         /* a failed transfer's connection is never reused */
         conn_release(x->c, err == NULL && x->keep && x->body_left == 0 && !x->write_broken);
@@ -753,6 +761,231 @@ parse_input(struct upstream_xfer *x)
     return 0;
 }
 
+/* ---- response body spliced into the caller's socket ------------------------------------------ */
+
+/*
+ * A large Content-Length body can go from the store's socket into the client's without
+ * entering user space: splice() moves the socket's pages into a pipe and from the pipe into
+ * the other socket. Reading it into an evbuffer, handing it to the caller and writing it
+ * out again cost two copies and about a second of CPU per GiB (tests/bench/README.md).
+ *
+ *   conn_on_read, body left >= SINK_MIN, nothing buffered --sink_fd()--> socket: SPLICING
+ *   SPLICING: store --splice--> pipe (at most its size) --splice--> socket, until one side
+ *             would block (its event is added: rev for the store, dev for the socket, with
+ *             the stall timeout) or SINK_TURN bytes went (dev is made active: next turn).
+ *   all of the body out: RS_DONE; a store that closes early: upstream_err_io; a socket that
+ *   fails or stalls: upstream_err_sink. Either way the pipe goes back to the spares only
+ *   when it is empty.
+ */
+struct upstream_sink {
+    int pr, pw;          /* the pipe's ends (owned) */
+    size_t cap;          /* its size */
+    size_t fill;         /* bytes in it, read from the store, not yet in the socket */
+    int dst;             /* the caller's socket (borrowed) */
+    int64_t stall_ms;    /* how long dst may refuse bytes */
+    struct event *dev;   /* dst writable, or the stall timeout; also the next-turn kick */
+    unsigned dst_blocked : 1; /* dev waits for dst to take bytes */
+};
+
+static void sink_on_dst(evutil_socket_t fd, short what, void *arg);
+
+/* An empty pipe from the spares, or a new one. -1 when none can be made. */
+static int
+sink_pipe(struct upstream *u, int fds[2], size_t *cap)
+{
+    int sz;
+
+    if (u->nspare_pipes > 0) {
+        u->nspare_pipes--;
+        fds[0] = u->spare_pipes[u->nspare_pipes][0];
+        fds[1] = u->spare_pipes[u->nspare_pipes][1];
+    } else if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
+        return -1;
+    } else {
+        (void)fcntl(fds[1], F_SETPIPE_SZ, SINK_PIPE); /* a smaller pipe only costs turns */
+    }
+    sz = fcntl(fds[1], F_GETPIPE_SZ);
+    *cap = sz > 0 ? (size_t)sz : 65536;
+    return 0;
+}
+
+/* Ends X's splicing: the event goes, the pipe goes back to the spares when it is empty
+ * (bytes left in it belong to no one) or is closed. */
+static void
+sink_end(struct upstream_xfer *x)
+{
+    struct upstream_sink *s = x->sink;
+    struct upstream *u = x->u;
+
+    if (s == NULL) {
+        return;
+    }
+    x->sink = NULL;
+    event_free(s->dev);
+    if (s->fill == 0 && u->nspare_pipes < UPSTREAM_SPARE_PIPES) {
+        u->spare_pipes[u->nspare_pipes][0] = s->pr;
+        u->spare_pipes[u->nspare_pipes][1] = s->pw;
+        u->nspare_pipes++;
+    } else {
+        close(s->pr);
+        close(s->pw);
+    }
+    free(s);
+}
+
+static void
+sink_finish(struct upstream_xfer *x, const char *err)
+{
+    sink_end(x);
+    upstream_xfer_finish(x, err);
+}
+
+/* Whether X's body should be spliced from here on; 1 with X->sink set up. */
+static int
+sink_begin(struct upstream_xfer *x)
+{
+    struct upstream_sink *s;
+    int64_t stall_ms = 60000;
+    int dst, fds[2];
+    size_t cap;
+
+    if (x->ops->sink_fd == NULL || x->sink_declined || x->rs != RS_BODY_LEN ||
+        x->resp_left < SINK_MIN || evbuffer_get_length(x->c->in) > 0) {
+        return 0;
+    }
+    dst = x->ops->sink_fd(x->arg, &stall_ms);
+    if (ended(x) || dst == UPSTREAM_SINK_LATER) {
+        return 0;
+    }
+    if (dst < 0 || sink_pipe(x->u, fds, &cap) < 0) {
+        x->sink_declined = 1;
+        return 0;
+    }
+    s = xcalloc(1, sizeof(*s));
+    s->pr = fds[0];
+    s->pw = fds[1];
+    s->cap = cap;
+    s->dst = dst;
+    s->stall_ms = stall_ms > 0 ? stall_ms : 60000;
+    s->dev = event_new(x->u->evb, dst, EV_WRITE, sink_on_dst, x);
+    x->sink = s;
+    return 1;
+}
+
+/* Moves body bytes store -> pipe -> socket until both sides would block, the body is
+ * through or this turn's share is used; then arms the events that continue it. */
+static void
+sink_run(struct upstream_xfer *x)
+{
+    struct upstream_sink *s = x->sink;
+    struct upconn *c = x->c;
+    size_t turn = 0;
+    int src_blocked = 0;
+
+    s->dst_blocked = 0;
+    while (x->resp_left > 0 && turn < SINK_TURN) {
+        int64_t unread = x->resp_left - (int64_t)s->fill;
+        int moved = 0;
+        ssize_t n;
+
+        if (unread > 0 && s->fill < s->cap && !src_blocked) {
+            size_t want = s->cap - s->fill;
+
+            if ((int64_t)want > unread) {
+                want = (size_t)unread;
+            }
+            n = splice(c->fd, NULL, s->pw, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n > 0) {
+                s->fill += (size_t)n;
+                moved = 1;
+            } else if (n == 0) {
+                c->eof = 1;
+                log_debug("upstream", "the store closed with %lld body bytes to go",
+                          (long long)unread);
+                sink_finish(x, upstream_err_io);
+                return;
+            } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                src_blocked = 1;
+            } else if (errno != EINTR) {
+                log_debug("upstream", "splice from the store: %s", strerror(errno));
+                sink_finish(x, upstream_err_io);
+                return;
+            }
+        }
+        if (s->fill > 0 && !s->dst_blocked) {
+            unsigned flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+
+            if (x->resp_left > (int64_t)s->fill) {
+                flags |= SPLICE_F_MORE; /* more follows: no need to push a partial segment */
+            }
+            n = splice(s->pr, NULL, s->dst, NULL, s->fill, flags);
+            if (n > 0) {
+                s->fill -= (size_t)n;
+                x->resp_left -= n;
+                turn += (size_t)n;
+                moved = 1;
+                x->ops->on_sunk(x->arg, (size_t)n);
+                if (ended(x)) {
+                    return;
+                }
+            } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                s->dst_blocked = 1;
+            } else if (n == 0 || errno != EINTR) {
+                log_debug("upstream", "splice to the client: %s",
+                          n == 0 ? "nothing taken" : strerror(errno));
+                sink_finish(x, upstream_err_sink);
+                return;
+            }
+        }
+        if (!moved) {
+            break;
+        }
+    }
+    if (x->resp_left == 0) {
+        sink_end(x);
+        x->rs = RS_DONE;
+        upstream_xfer_finish(x, NULL);
+        return;
+    }
+    /* the store's socket is read only while the pipe has room: with it full and the client
+     * slow, a level-triggered read event would spin */
+    if (s->fill < s->cap && x->resp_left > (int64_t)s->fill) {
+        event_add(c->rev, NULL);
+    } else {
+        event_del(c->rev);
+    }
+    if (s->dst_blocked) {
+        struct timeval tv = {(time_t)(s->stall_ms / 1000), (suseconds_t)(s->stall_ms % 1000) * 1000};
+
+        event_add(s->dev, &tv);
+    } else if (turn >= SINK_TURN) {
+        event_active(s->dev, EV_WRITE, 0); /* the rest next turn, after the other events */
+    } else {
+        event_del(s->dev); /* waiting on the store: rev brings it back */
+    }
+}
+
+static void
+sink_on_dst(evutil_socket_t fd, short what, void *arg)
+{
+    struct upstream_xfer *x = arg;
+
+    (void)fd;
+    if (what & EV_TIMEOUT) {
+        log_warn("upstream", "the client took no response bytes for %lld ms; transfer cut",
+                 (long long)x->sink->stall_ms);
+        sink_finish(x, upstream_err_sink);
+        return;
+    }
+    sink_run(x);
+}
+
+int
+upstream_sink_blocked(const struct upstream_xfer *x)
+{
+    return x->sink != NULL && x->sink->dst_blocked;
+}
+
 /* ---- events ----------------------------------------------------------------------------------- */
 
 static void start_on(struct upstream_xfer *x, struct upconn *c);
@@ -798,6 +1031,13 @@ conn_on_read(evutil_socket_t fd, short what, void *arg)
         TAILQ_REMOVE(&c->u->idle, c, link);
         c->u->nidle--;
         conn_close(c);
+        return;
+    }
+    if (x->sink != NULL || sink_begin(x)) {
+        sink_run(x);
+        return;
+    }
+    if (ended(x)) {
         return;
     }
     if (evbuffer_get_length(c->in) >= IN_HIGH) {
@@ -974,6 +1214,11 @@ upstream_destroy(struct upstream *u)
         TAILQ_REMOVE(&u->idle, c, link);
         conn_close(c);
     }
+    while (u->nspare_pipes > 0) {
+        u->nspare_pipes--;
+        close(u->spare_pipes[u->nspare_pipes][0]);
+        close(u->spare_pipes[u->nspare_pipes][1]);
+    }
     if (u->use_curl) {
         upstream_curl_deinit(u);
     }
@@ -1117,6 +1362,7 @@ upstream_abort(struct upstream_xfer *x)
         return;
     }
     x->aborted = 1;
+    sink_end(x); /* before the caller closes the socket it was writing to */
     if (x->c != NULL) {
         /* no more events for it; reap_ev closes it, cutting the body short */
         event_del(x->c->rev);

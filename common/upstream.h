@@ -42,11 +42,26 @@ struct upstream_xfer_ops {
     /* Exactly once, unless the caller aborted: ERRSTR NULL on success, else one of the
      * upstream_err_* sentinels (compare by address). */
     void (*on_done)(void *arg, const char *errstr);
+    /* Optional, plain http only: a socket the rest of a large Content-Length response body
+     * may be written to directly, or UPSTREAM_SINK_NONE / UPSTREAM_SINK_LATER. Given a
+     * socket, the transfer splices the body from the store's socket through a pipe into it:
+     * the bytes never enter user space and on_body is not called again; on_sunk counts
+     * them. Asked when the body still to come is large and nothing is buffered for on_body.
+     * The caller must have nothing of its own queued for that socket then, and writes
+     * nothing to it until on_done. *STALL_MS: how long the socket may refuse bytes before
+     * the transfer fails with upstream_err_sink. */
+    int (*sink_fd)(void *arg, int64_t *stall_ms);
+    /* N body bytes went into the sink_fd socket. */
+    void (*on_sunk)(void *arg, size_t n);
 };
+
+#define UPSTREAM_SINK_NONE (-1)  /* never for this transfer: keep calling on_body */
+#define UPSTREAM_SINK_LATER (-2) /* not now (bytes still queued for it): ask again later */
 
 extern const char upstream_err_connect[];    /* could not connect / TLS failed */
 extern const char upstream_err_timeout[];    /* connect timed out */
 extern const char upstream_err_io[];         /* connection broke mid-transfer */
+extern const char upstream_err_sink[];       /* the sink_fd socket broke or stalled */
 
 struct upstream_xfer_args {
     const char *method;        /* "PUT" */
@@ -76,6 +91,9 @@ void upstream_resume_response(struct upstream_xfer *x);
 /* Cancels X: no callback is made after this returns; its connection is closed, never
  * reused, so a partial body is never committed. Safe from inside X's callbacks. */
 void upstream_abort(struct upstream_xfer *x);
+/* 1 while a spliced body waits for the sink_fd socket to take bytes (its stall timeout
+ * runs); 0 otherwise. */
+int upstream_sink_blocked(const struct upstream_xfer *x);
 /* Microseconds from start until the response head arrived (0 if not yet). */
 int64_t upstream_first_byte_us(const struct upstream_xfer *x);
 

@@ -22,8 +22,10 @@
 #include "common/upstream.h"
 
 #define UPSTREAM_SPARE_HANDLES 64
+#define UPSTREAM_SPARE_PIPES 8
 
 struct upconn;
+struct upstream_sink;
 
 enum upstream_xstate {
     XS_LIVE,  /* in u->live: callbacks may run */
@@ -59,6 +61,8 @@ struct upstream {
     int64_t resolved_us;                 /* when addr was resolved (re-resolved after 60 s) */
     TAILQ_HEAD(, upconn) idle;           /* kept-alive connections, most recent first */
     int nidle;                           /* connections in idle */
+    int spare_pipes[UPSTREAM_SPARE_PIPES][2]; /* empty pipes kept for the next splice */
+    int nspare_pipes;                    /* pipes in spare_pipes */
     /* https (upstream_curl.c) */
     CURLM *multi;                        /* owns libcurl's connection pool */
     struct event *timer;                 /* curl's single timeout */
@@ -91,6 +95,7 @@ struct upstream_xfer {
     int64_t body_left;                   /* request body bytes read_body has still to give */
     int64_t resp_left;                   /* body or chunk bytes still to come */
     enum upstream_rstate rs;             /* response parser state */
+    struct upstream_sink *sink;          /* body spliced to the caller's socket (owned) */
     unsigned is_head : 1;                /* HEAD: the response has no body */
     unsigned chunked : 1;                /* response is Transfer-Encoding: chunked */
     unsigned has_length : 1;             /* response had Content-Length */
@@ -99,6 +104,7 @@ struct upstream_xfer {
     unsigned pulled : 1;                 /* read_body gave bytes: the request cannot be resent */
     unsigned retried : 1;                /* already resent once on a fresh connection */
     unsigned write_broken : 1;           /* sending failed; the answer may still be readable */
+    unsigned sink_declined : 1;          /* sink_fd said UPSTREAM_SINK_NONE */
     /* https */
     CURL *easy;                          /* owned while set; recycled in upstream_curl_release() */
     struct curl_slist *hdrs;             /* request headers (owned) */

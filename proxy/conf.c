@@ -547,6 +547,7 @@ static const struct conf_cmd proxy_conf_cmds[] = {
              .def = "60s", .min = 1, .max = DAY),
     CONF_CMD("upstream_max_connections", conf_set_int, F(upstream_max_connections),
              .def = "64", .min = 1, .max = 65536),
+    CONF_CMD("upstream_splice", conf_set_bool, F(upstream_splice), .def = "on"),
 
     /* logs */
     CONF_CMD("access_log", conf_set_string, F(access_log), .def = "stderr"),

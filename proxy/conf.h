@@ -103,6 +103,7 @@ struct proxy_conf {
     int64_t upstream_first_byte_timeout_ms; /* request fully sent to response head */
     int64_t upstream_io_timeout_ms;        /* longest stall in either direction */
     int upstream_max_connections;   /* per worker, kept alive between requests */
+    int upstream_splice;            /* large GET bodies spliced socket to socket */
     int upstream_https;             /* 1 when upstream starts with https:// */
     char *upstream_host;            /* host from upstream, without [] for IPv6 (owned) */
     char *upstream_port;            /* port from upstream, or "80" / "443" (owned) */

@@ -473,6 +473,22 @@ fe_pending(void *fe)
     return evbuffer_get_length(bufferevent_get_output(h->c->bev));
 }
 
+/* The socket, for a Content-Length body on a plain connection with nothing queued in front
+ * (req.h raw_fd). */
+static int
+fe_raw_fd(void *fe)
+{
+    struct h1_conn *h = fe;
+
+    if (h->c->tls || !h->resp_started || h->head_only || h->resp_chunked) {
+        return REQ_RAW_NONE;
+    }
+    if (evbuffer_get_length(bufferevent_get_output(h->c->bev)) > 0) {
+        return REQ_RAW_LATER;
+    }
+    return bufferevent_getfd(h->c->bev);
+}
+
 static const struct req_fe_ops h1_ops = {
     .send_continue = fe_send_continue,
     .consumed = fe_consumed,
@@ -483,6 +499,7 @@ static const struct req_fe_ops h1_ops = {
     .send_end = fe_send_end,
     .abort = fe_abort,
     .pending = fe_pending,
+    .raw_fd = fe_raw_fd,
 };
 
 /* ---- parsing --------------------------------------------------------------------------------- */

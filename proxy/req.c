@@ -1171,7 +1171,8 @@ on_io_timeout(evutil_socket_t fd, short what, void *arg)
     }
     /* waiting on the client (body not complete, nothing buffered, or client not reading)
      * is the front end's timeout to enforce, not the store's */
-    if ((!r->body_ended && evbuffer_get_length(r->upbuf) == 0) || r->resp_paused) {
+    if ((!r->body_ended && evbuffer_get_length(r->upbuf) == 0) || r->resp_paused ||
+        upstream_sink_blocked(r->xfer)) {
         tv.tv_sec = r->cf->upstream_io_timeout_ms / 1000;
         tv.tv_usec = (r->cf->upstream_io_timeout_ms % 1000) * 1000;
         evtimer_add(r->io_timer, &tv);
@@ -3368,7 +3369,13 @@ xfer_on_done(void *arg, const char *errstr)
         req_maybe_free(r);
         return;
     }
-    if (errstr != NULL) {
+    if (errstr == upstream_err_sink) {
+        log_info("req", "%s client stopped taking the response to %s bucket=%.*s key=%.*s after "
+                        "%lld bytes; connection closed",
+                 r->id, s3_op_name(r->addr.op), SLICE_ARGS(r->addr.bucket),
+                 SLICE_ARGS(r->addr.key), (long long)r->bytes_out);
+        release_fe(r, 0);
+    } else if (errstr != NULL) {
         log_warn("req", "%s store request failed bucket=%.*s key=%.*s upstream=%s: %s", r->id,
                  SLICE_ARGS(r->addr.bucket), SLICE_ARGS(r->addr.key), r->cf->upstream, errstr);
         fail(r, S3ERR_SERVICE_UNAVAILABLE, "The storage backend is unavailable. Please retry.");
@@ -3383,6 +3390,38 @@ xfer_on_done(void *arg, const char *errstr)
     req_maybe_free(r);
 }
 
+/* A large body passing straight through (a GET) can be spliced from the store's socket into
+ * the client's when the front end has one to give (upstream.h sink_fd). */
+static int
+xfer_sink_fd(void *arg, int64_t *stall_ms)
+{
+    struct req *r = arg;
+    int fd;
+
+    if (!r->cf->upstream_splice || r->fe == NULL || r->ops->raw_fd == NULL || !r->head_sent ||
+        r->began || r->multi_delete || r->bucket_fan || r->list_filter) {
+        return UPSTREAM_SINK_NONE;
+    }
+    fd = r->ops->raw_fd(r->fe);
+    if (fd == REQ_RAW_LATER) {
+        return UPSTREAM_SINK_LATER;
+    }
+    if (fd < 0) {
+        return UPSTREAM_SINK_NONE;
+    }
+    *stall_ms = r->cf->client_send_timeout_ms;
+    return fd;
+}
+
+static void
+xfer_on_sunk(void *arg, size_t n)
+{
+    struct req *r = arg;
+
+    touch(r);
+    r->bytes_out += (int64_t)n;
+}
+
 static const struct upstream_xfer_ops xfer_ops = {
     .read_body = xfer_read_body,
     .move_body = xfer_move_body,
@@ -3390,4 +3429,6 @@ static const struct upstream_xfer_ops xfer_ops = {
     .on_head = xfer_on_head,
     .on_body = xfer_on_body,
     .on_done = xfer_on_done,
+    .sink_fd = xfer_sink_fd,
+    .on_sunk = xfer_on_sunk,
 };

@@ -54,7 +54,16 @@ struct req_fe_ops {
     void (*abort)(void *fe);
     /* Response bytes queued in the front end, not yet written to the socket. */
     size_t (*pending)(void *fe);
+    /* Optional: the client socket, when the rest of the response body (its length was given
+     * to send_head) may be written to it directly, bypassing send_body: REQ_RAW_NONE when it
+     * never can on this response (TLS, framing), REQ_RAW_LATER while bytes are queued in
+     * front. Once given the socket, the req writes the body there and then calls send_end()
+     * or abort() as usual. */
+    int (*raw_fd)(void *fe);
 };
+
+#define REQ_RAW_NONE (-1)
+#define REQ_RAW_LATER (-2)
 
 struct req_start_args {
     struct slice method;             /* "GET" */

@@ -538,11 +538,13 @@ class AccessLog:
                 out.append(e)
         return out
 
-    def wait_for(self, timeout=5.0, **match):
-        """The entries matching `match` once there is at least one (else [])."""
+    def wait_for(self, timeout=5.0, minimum=1, **match):
+        """The entries matching `match` once there are `minimum` of them (else what there
+        is at the timeout). A line is written once its answer has gone out, so a client
+        can see its answer before the line is there."""
         deadline = time.monotonic() + timeout
         while True:
             found = self.entries(**match)
-            if found or time.monotonic() > deadline:
+            if len(found) >= minimum or time.monotonic() > deadline:
                 return found
             time.sleep(0.05)

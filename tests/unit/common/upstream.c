@@ -29,6 +29,7 @@ enum step_kind {
     WRITE_SLOW, /* send TEXT a byte at a time */
     CLOSE,      /* close the connection */
     READ_EOF,   /* read until the client closes; the byte count goes to the log */
+    BIG,        /* TEXT "N SENT": a 200 head saying Content-Length N, SENT bytes of pattern() */
     END,
 };
 
@@ -36,6 +37,13 @@ struct step {
     enum step_kind kind;
     const char *text;
 };
+
+/* Byte I of a BIG body: not periodic in any power of two, so a shifted piece shows. */
+static unsigned char
+pattern(long i)
+{
+    return (unsigned char)(i % 251);
+}
 
 struct store {
     int lfd;                  /* listening socket */
@@ -135,6 +143,31 @@ store_main(void *arg)
             log_add(s, "EOF %ld\n", total);
             break;
         }
+        case BIG: {
+            char head[128], b[65536];
+            long off = 0, n = 0, sent = 0;
+            int len;
+
+            (void)sscanf(st->text, "%ld %ld", &n, &sent);
+            len = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %ld\r\n\r\n", n);
+
+            (void)!send(fd, head, (size_t)len, MSG_NOSIGNAL);
+            while (off < sent) {
+                long k, want = sent - off < (long)sizeof(b) ? sent - off : (long)sizeof(b);
+                ssize_t w;
+
+                for (k = 0; k < want; k++) {
+                    b[k] = (char)pattern(off + k);
+                }
+                w = send(fd, b, (size_t)want, MSG_NOSIGNAL);
+                if (w <= 0) {
+                    break; /* the client closed: the case checks what it saw */
+                }
+                off += w;
+            }
+            log_add(s, "BIG %ld\n", off);
+            break;
+        }
         case END:
             break;
         }
@@ -195,6 +228,15 @@ struct caller {
     int aborted;
     struct event *resume_ev;    /* resumes whatever is paused, one loop turn later */
     int send_paused, recv_paused;
+    const struct upstream_xfer_ops *ops; /* NULL: ops */
+    /* splicing (sink_ops) */
+    int sink;                   /* the socket sink_fd gives */
+    int sink_later;             /* sink_fd says UPSTREAM_SINK_LATER this many times first */
+    int sink_asked;             /* sink_fd calls */
+    size_t sink_start;          /* body bytes on_body had when sink_fd gave the socket */
+    int64_t stall_ms;           /* sink_fd's *stall_ms */
+    size_t sunk;                /* on_sunk's total */
+    int abort_in_sunk;          /* on_sunk aborts the transfer */
 };
 
 static void
@@ -299,6 +341,125 @@ static const struct upstream_xfer_ops ops = {
     .on_done = c_on_done,
 };
 
+static int
+c_sink_fd(void *arg, int64_t *stall_ms)
+{
+    struct caller *c = arg;
+
+    c->sink_asked++;
+    if (c->sink_later > 0) {
+        c->sink_later--;
+        return UPSTREAM_SINK_LATER;
+    }
+    c->sink_start = c->body_len;
+    *stall_ms = c->stall_ms;
+    return c->sink;
+}
+
+static void
+c_on_sunk(void *arg, size_t n)
+{
+    struct caller *c = arg;
+
+    c->sunk += n;
+    if (c->abort_in_sunk) {
+        upstream_abort(c->x);
+        c->aborted = 1;
+    }
+}
+
+static const struct upstream_xfer_ops sink_ops = {
+    .read_body = c_read_body,
+    .on_header = c_on_header,
+    .on_head = c_on_head,
+    .on_body = c_on_body,
+    .on_done = c_on_done,
+    .sink_fd = c_sink_fd,
+    .on_sunk = c_on_sunk,
+};
+
+/* The client's side of a sink: a loopback TCP pair; a thread reads the far end into a
+ * buffer until EOF (when asked to read at all). */
+struct sink_peer {
+    int near, far;              /* near: given to the transfer (non-blocking); far: read */
+    unsigned char *got;         /* what arrived (owned) */
+    size_t cap, len;
+    pthread_t th;
+    int reading;
+};
+
+static void *
+sink_reader(void *arg)
+{
+    struct sink_peer *p = arg;
+    ssize_t n;
+
+    while (p->len < p->cap && (n = read(p->far, p->got + p->len, p->cap - p->len)) > 0) {
+        p->len += (size_t)n;
+    }
+    return NULL;
+}
+
+/* SMALL_BUFS: socket buffers kept small, so a peer that does not read blocks the sink soon. */
+static void
+sink_peer_open(struct sink_peer *p, size_t cap, int read_it, int small_bufs)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    int l = socket(AF_INET, SOCK_STREAM, 0), sz = 16384;
+
+    memset(p, 0, sizeof(*p));
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(l, (struct sockaddr *)&sa, sizeof(sa));
+    listen(l, 1);
+    getsockname(l, (struct sockaddr *)&sa, &len);
+    p->near = socket(AF_INET, SOCK_STREAM, 0);
+    if (small_bufs) {
+        setsockopt(p->near, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+        setsockopt(l, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+    }
+    connect(p->near, (struct sockaddr *)&sa, sizeof(sa));
+    p->far = accept(l, NULL, NULL);
+    close(l);
+    evutil_make_socket_nonblocking(p->near);
+    p->got = malloc(cap);
+    p->cap = cap;
+    p->reading = read_it;
+    if (read_it) {
+        pthread_create(&p->th, NULL, sink_reader, p);
+    }
+}
+
+static void
+sink_peer_close(struct sink_peer *p)
+{
+    close(p->near);
+    if (p->reading) {
+        pthread_join(p->th, NULL);
+    }
+    close(p->far);
+    free(p->got);
+}
+
+/* Whether P received the body bytes from START on, N of them, in order. */
+static int
+sink_peer_has(const struct sink_peer *p, size_t start, size_t n)
+{
+    size_t i;
+
+    if (p->len != n) {
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        if (p->got[i] != pattern((long)(start + i))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static struct event_base *evb;
 static struct upstream *up;
 static struct store *cur_store;
@@ -327,7 +488,7 @@ run(struct caller *c, const char *method, const char *path, int64_t body_length)
     c->evb = evb;
     c->resume_ev = evtimer_new(evb, resume_cb, c);
     c->up_len = c->up ? strlen(c->up) : 0;
-    c->x = upstream_start(up, &a, &ops, c);
+    c->x = upstream_start(up, &a, c->ops ? c->ops : &ops, c);
     event_add(watch, &tick);
     event_base_loopexit(evb, &limit);
     event_base_dispatch(evb);
@@ -562,6 +723,102 @@ main(void)
         s.finished = 1;
         run(&c, "GET", "/b/k", -1);
         ok(c.done && c.err == upstream_err_connect, "refused: upstream_err_connect");
+        upstream_destroy(up);
+    }
+    {
+        /* a large body is spliced into the caller's socket once nothing is buffered and the
+         * caller is ready; the connection is reused afterwards */
+        enum { N = 3 * 1024 * 1024 + 17 };
+        static const struct step steps[] = {{ACCEPT, NULL}, {READ_REQ, NULL},
+                                            {BIG, "3145745 3145745"}, {READ_REQ, NULL},
+                                            {WRITE, RESP_OK_HELLO}, {END, NULL}};
+        struct caller c = {.ops = &sink_ops, .sink_later = 1, .stall_ms = 2000}, c2 = {0};
+        struct sink_peer p;
+
+        sink_peer_open(&p, 2 * N, 1, 0);
+        c.sink = p.near;
+        store_start(&s, steps, &th);
+        up = make_upstream(s.port);
+        run(&c, "GET", "/b/big", -1);
+        shutdown(p.near, SHUT_WR);
+        pthread_join(p.th, NULL);
+        p.reading = 0;
+        ok(c.done && c.err == NULL && c.status == 200, "splice: done, 200 (err %s)",
+           c.err ? c.err : "none");
+        ok(c.sink_asked >= 2 && c.body_len == c.sink_start && c.body_len + c.sunk == N,
+           "splice: on_body until the socket was given (%zu), on_sunk for the rest (%zu)",
+           c.body_len, c.sunk);
+        ok(sink_peer_has(&p, c.sink_start, c.sunk), "splice: the socket got the rest in order (%zu)",
+           p.len);
+        run(&c2, "GET", "/b/k", -1);
+        ok(c2.done && c2.err == NULL && c2.body_len == 5, "splice: next GET on the same connection");
+        store_stop(&s, th);
+        ok(s.accepts == 1, "splice: one connection for both");
+        sink_peer_close(&p);
+        upstream_destroy(up);
+    }
+    {
+        /* the store closes before its body is complete; then a caller that never takes a
+         * socket (UPSTREAM_SINK_NONE) is not asked again */
+        enum { N = 2 * 1024 * 1024 };
+        static const struct step steps[] = {{ACCEPT, NULL}, {READ_REQ, NULL},
+                                            {BIG, "2097152 1048576"}, {CLOSE, NULL},
+                                            {ACCEPT, NULL}, {READ_REQ, NULL},
+                                            {BIG, "2097152 2097152"}, {END, NULL}};
+        struct caller c = {.ops = &sink_ops, .stall_ms = 2000};
+        struct caller c2 = {.ops = &sink_ops, .sink = UPSTREAM_SINK_NONE};
+        struct sink_peer p;
+
+        sink_peer_open(&p, 2 * N, 1, 0);
+        c.sink = p.near;
+        store_start(&s, steps, &th);
+        up = make_upstream(s.port);
+        run(&c, "GET", "/b/cut", -1);
+        ok(c.done && c.err == upstream_err_io && c.body_len + c.sunk < N,
+           "splice: a body cut short is upstream_err_io (%zu + %zu)", c.body_len, c.sunk);
+        run(&c2, "GET", "/b/whole", -1);
+        ok(c2.done && c2.err == NULL && c2.body_len == N && c2.sink_asked == 1 && c2.sunk == 0,
+           "splice: UPSTREAM_SINK_NONE: asked once, all through on_body (%zu)", c2.body_len);
+        store_stop(&s, th);
+        sink_peer_close(&p);
+        upstream_destroy(up);
+    }
+    {
+        /* a socket that takes nothing fails the transfer after the stall time */
+        enum { N = 64 * 1024 * 1024 };
+        static const struct step steps[] = {{ACCEPT, NULL}, {READ_REQ, NULL},
+                                            {BIG, "67108864 67108864"}, {END, NULL}};
+        struct caller c = {.ops = &sink_ops, .stall_ms = 300};
+        struct sink_peer p;
+
+        sink_peer_open(&p, 1, 0, 1);
+        c.sink = p.near;
+        store_start(&s, steps, &th);
+        up = make_upstream(s.port);
+        run(&c, "GET", "/b/stall", -1);
+        ok(c.done && c.err == upstream_err_sink && c.sunk < N,
+           "splice: a socket that stalls is upstream_err_sink (%zu taken)", c.sunk);
+        store_stop(&s, th);
+        ok(strstr(s.log, "BIG") != NULL, "splice: the store's connection was closed (%s)", s.log);
+        sink_peer_close(&p);
+        upstream_destroy(up);
+    }
+    {
+        /* aborted from on_sunk: no on_done, the store sees the connection close */
+        enum { N = 8 * 1024 * 1024 };
+        static const struct step steps[] = {{ACCEPT, NULL}, {READ_REQ, NULL},
+                                            {BIG, "8388608 8388608"}, {END, NULL}};
+        struct caller c = {.ops = &sink_ops, .stall_ms = 2000, .abort_in_sunk = 1};
+        struct sink_peer p;
+
+        sink_peer_open(&p, 2 * N, 1, 0);
+        c.sink = p.near;
+        store_start(&s, steps, &th);
+        up = make_upstream(s.port);
+        run(&c, "GET", "/b/abort", -1);
+        ok(c.aborted && !c.done && c.sunk > 0 && c.sunk < N, "splice: abort from on_sunk, no on_done");
+        store_stop(&s, th);
+        sink_peer_close(&p);
         upstream_destroy(up);
     }
     event_base_free(evb);
