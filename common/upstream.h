@@ -1,11 +1,11 @@
 /*
- * upstream.h - HTTP transfers to an S3 endpoint (the local store, a peer site) over libcurl's multi interface, driven
- * by the worker's libevent loop. One struct upstream per worker holds the keep-alive
- * connection pool; one struct upstream_xfer per request streams a body up and a response
- * down, with back-pressure both ways (CURL_READFUNC_PAUSE / CURL_WRITEFUNC_PAUSE).
+ * upstream.h - HTTP transfers to an S3 endpoint (the local store, a peer site), driven by the
+ * worker's libevent loop: plain http with our own HTTP/1.1 client (upstream.c), https through
+ * libcurl's multi interface (upstream_curl.c); why two: upstream_impl.h. One struct upstream
+ * per worker holds the keep-alive connections; one struct upstream_xfer per request streams
+ * a body up and a response down, with back-pressure both ways (read_body's UPSTREAM_PAUSE,
+ * on_body's 1).
  *
- * Why libcurl: it gives a tested keep-alive pool, TLS with certificate verification and
- * chunked/Content-Length response decoding, and its pause API maps onto our flow control.
  * Aborting a transfer closes its connection mid-body, which is how the proxy makes the store
  * discard an upload (a store never commits a body shorter than its Content-Length).
  */
