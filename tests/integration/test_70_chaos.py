@@ -510,6 +510,40 @@ def gc_dropped(site):
         return -1
 
 
+def forensics(d, log, problems, max_keys=3, max_lines=60):
+    """For the first keys named in PROBLEMS: every write attempt on it, each site's index
+    entry, and the lines of each site's proxy and replicator logs that name it. A chaos
+    failure is rare and its bed is gone in CI, so the run's output has to carry this."""
+    import re
+    keys = []
+    for p in problems:
+        m = re.search(r"(k/\d{4})", p)
+        if m and m.group(1) not in keys:
+            keys.append(m.group(1))
+    out = []
+    for key in keys[:max_keys]:
+        out.append(f"--- forensics {key}")
+        for e in sorted((e for e in log.entries if e["key"] == key), key=lambda e: e["t"]):
+            wall = time.strftime("%H:%M:%S", time.gmtime(time.time() - (time.monotonic() - e["t"])))
+            out.append(f"write {wall} {e['site']} {e['op']} {e['outcome']} "
+                       f"stamp={e['stamp']} tags={e.get('tags')!r} size={e.get('size')}")
+        pat = re.compile(re.escape(key) + r"(?![0-9])")
+        for sid in d.ids:
+            try:
+                out.append(f"index {sid}: {index_entry(d[sid], key)}")
+            except Exception as exc:  # noqa: BLE001 - a dead Redis must not hide the rest
+                out.append(f"index {sid}: unreadable ({exc})")
+            for what, path in (("proxy", d[sid].proxy.error_log),
+                               ("replicator", d[sid].replicator.error_log)):
+                try:
+                    lines = [ln for ln in Path(path).read_text(errors="replace").splitlines()
+                             if pat.search(ln)]
+                except OSError as exc:
+                    lines = [f"unreadable: {exc}"]
+                out += [f"{sid} {what}: {ln}" for ln in lines[-max_lines:]]
+    return out
+
+
 @pytest.mark.timeout(1800 if LONG else 420)
 def test_chaos_no_acknowledged_write_lost(capsys, monkeypatch):
     t_start = time.monotonic()
@@ -568,6 +602,8 @@ def test_chaos_no_acknowledged_write_lost(capsys, monkeypatch):
               f"check {time.monotonic() - t_drained:.0f}s")
         report.append(f"lost={lost} diverged={diverged} gaps={gaps} acked={len(log.acked())} "
               f"keys={len(states[d.ids[0]])} faults={','.join(faults.done)}")
+        if lost or diverged:
+            report += forensics(d, log, problems)
         with capsys.disabled():     # the figures, also when the test passes under -q
             print("\n" + "\n".join(report), flush=True)
         assert settled, "queues or intents did not drain"
