@@ -49,7 +49,8 @@ struct upstream_xfer_ops {
      * them. Asked when the body still to come is large and nothing is buffered for on_body.
      * The caller must have nothing of its own queued for that socket then, and writes
      * nothing to it until on_done. *STALL_MS: how long the socket may refuse bytes before
-     * the transfer fails with upstream_err_sink. */
+     * the transfer fails with upstream_err_sink. splice() takes no MSG_NOSIGNAL: a caller
+     * that gives a socket ignores SIGPIPE (both binaries do). */
     int (*sink_fd)(void *arg, int64_t *stall_ms);
     /* N body bytes went into the sink_fd socket. */
     void (*on_sunk)(void *arg, size_t n);
