@@ -507,14 +507,16 @@ class Bench:
         for method in ("PUT", "GET"):
             path = f"/{BUCKET}/large-put" if method == "PUT" else f"/{BUCKET}/large-get"
             for name, (url, _, cpu) in self.targets.items():
-                rates, cpus = [], []
+                rates, cpus, machine = [], [], []
                 for _ in range(self.a.reps):
                     self.check_alive()
                     h = sign(method, self.s3tee_host, path, "UNSIGNED-PAYLOAD")
                     h.pop("Host")  # curl sends the target's own; only s3tee checks it
                     c0 = cpu()
+                    m0 = machine_busy()[0]
                     nbytes, secs = run_curl(method, url + path, h, self.large_src)
                     cpus.append(cpu() - c0)
+                    machine.append((machine_busy()[0] - m0) / CLK_TCK)
                     if nbytes != self.large_size:
                         raise BenchError(f"{method} {name}: {nbytes} bytes moved, "
                                          f"{self.large_size} expected")
@@ -525,7 +527,10 @@ class Bench:
                         raise BenchError(f"PUT {name}: stored {got} bytes")
                     (self.root / BUCKET / "large-put").unlink()
                 r = {"mbps": statistics.median(rates), "all": rates,
-                     "cpu_s_per_gib": statistics.median(cpus) * GIB / self.large_size}
+                     "cpu_s_per_gib": statistics.median(cpus) * GIB / self.large_size,
+                     # everything the transfer cost the machine: client, middle tier, store,
+                     # and the kernel's loopback work charged to each
+                     "machine_cpu_s_per_gib": statistics.median(machine) * GIB / self.large_size}
                 self.results[(f"large_{method}", name)] = r
                 say(f"{method} {self.a.large_mib} MiB {name:15s} {r['mbps']:7.0f} MB/s  "
                     f"({', '.join(f'{x:.0f}' for x in rates)})  "
@@ -643,6 +648,12 @@ class Bench:
         for m in ("GET", "PUT"):
             row(f"CPU per {size} {m} (s/GiB; direct: the store)", f"large_{m}",
                 "cpu_s_per_gib", "{:.2f}")
+        for m in ("GET", "PUT"):
+            # with every process on the same cores, this bounds the rate: a path that needs
+            # more CPU-seconds per GiB than the machine has cores cannot keep up with one
+            # that needs fewer
+            row(f"CPU per {size} {m}, whole machine (s/GiB: client + middle + store)",
+                f"large_{m}", "machine_cpu_s_per_gib", "{:.2f}")
 
         head = ["measure", "direct", "proxy_pass", "proxy_pass buffered", "s3tee",
                 "s3tee / proxy_pass", "s3tee / direct"]
