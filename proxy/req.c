@@ -119,7 +119,6 @@ struct req {
     struct queue_write qw;            /* bucket, key, lease holder for the queue calls */
     char stamp[STAMP_TEXT_MAX];       /* stamp of this write (minted or received) */
     char vv[VV_TEXT_MAX];             /* its version vector */
-    char tag_stamp[STAMP_TEXT_MAX];   /* replica PUT: stamp of the tags it carries */
     struct queue_entry cur;           /* index entry before this write */
     int64_t lease_deadline_ms;        /* stop waiting for a busy key (then 503) */
     struct event *retry_timer;        /* re-tries a busy lease (owned) */
