@@ -60,6 +60,7 @@ const char upstream_err_sink[] = "the client socket broke or stopped taking the 
 #define SINK_MIN (512 * 1024)      /* splice a body only when at least this much is to come */
 #define SINK_PIPE (1024 * 1024)    /* pipe size asked for (the default 64 KiB when refused) */
 #define SINK_TURN (4 * 1024 * 1024) /* bytes spliced per loop turn before others get their go */
+#define SINK_STALL_MS 60000        /* when sink_fd gives no stall time of its own */
 
 struct upconn {
     struct upstream *u;              /* owner (borrowed) */
@@ -810,7 +811,8 @@ sink_pipe(struct upstream *u, int fds[2], size_t *cap)
 }
 
 /* Ends X's splicing: the event goes, the pipe goes back to the spares when it is empty
- * (bytes left in it belong to no one) or is closed. */
+ * (bytes left in it belong to no one) or is closed. upstream_xfer_finish, upstream_abort
+ * and xfer_free all call it, so every way out of a transfer ends its splicing. */
 static void
 sink_end(struct upstream_xfer *x)
 {
@@ -833,19 +835,12 @@ sink_end(struct upstream_xfer *x)
     free(s);
 }
 
-static void
-sink_finish(struct upstream_xfer *x, const char *err)
-{
-    sink_end(x);
-    upstream_xfer_finish(x, err);
-}
-
 /* Whether X's body should be spliced from here on; 1 with X->sink set up. */
 static int
 sink_begin(struct upstream_xfer *x)
 {
     struct upstream_sink *s;
-    int64_t stall_ms = 60000;
+    int64_t stall_ms = SINK_STALL_MS;
     int dst, fds[2];
     size_t cap;
 
@@ -866,7 +861,7 @@ sink_begin(struct upstream_xfer *x)
     s->pw = fds[1];
     s->cap = cap;
     s->dst = dst;
-    s->stall_ms = stall_ms > 0 ? stall_ms : 60000;
+    s->stall_ms = stall_ms > 0 ? stall_ms : SINK_STALL_MS;
     s->dev = event_new(x->u->evb, dst, EV_WRITE, sink_on_dst, x);
     x->sink = s;
     return 1;
@@ -902,13 +897,13 @@ sink_run(struct upstream_xfer *x)
                 c->eof = 1;
                 log_debug("upstream", "the store closed with %lld body bytes to go",
                           (long long)unread);
-                sink_finish(x, upstream_err_io);
+                upstream_xfer_finish(x, upstream_err_io);
                 return;
             } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 src_blocked = 1;
             } else if (errno != EINTR) {
                 log_debug("upstream", "splice from the store: %s", strerror(errno));
-                sink_finish(x, upstream_err_io);
+                upstream_xfer_finish(x, upstream_err_io);
                 return;
             }
         }
@@ -933,7 +928,7 @@ sink_run(struct upstream_xfer *x)
             } else if (n == 0 || errno != EINTR) {
                 log_debug("upstream", "splice to the client: %s",
                           n == 0 ? "nothing taken" : strerror(errno));
-                sink_finish(x, upstream_err_sink);
+                upstream_xfer_finish(x, upstream_err_sink);
                 return;
             }
         }
@@ -942,7 +937,6 @@ sink_run(struct upstream_xfer *x)
         }
     }
     if (x->resp_left == 0) {
-        sink_end(x);
         x->rs = RS_DONE;
         upstream_xfer_finish(x, NULL);
         return;
@@ -974,7 +968,7 @@ sink_on_dst(evutil_socket_t fd, short what, void *arg)
     if (what & EV_TIMEOUT) {
         log_warn("upstream", "the client took no response bytes for %lld ms; transfer cut",
                  (long long)x->sink->stall_ms);
-        sink_finish(x, upstream_err_sink);
+        upstream_xfer_finish(x, upstream_err_sink);
         return;
     }
     sink_run(x);
