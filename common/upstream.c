@@ -1,12 +1,14 @@
 /*
- * upstream.c - transfers to an S3 endpoint; plain http with our own HTTP/1.1 client on the
- * worker's loop, https through upstream_curl.c (why: upstream_impl.h).
+ * upstream.c - transfers to an S3 endpoint (a store or a peer site's proxy) with our own
+ * HTTP/1.1 client on the worker's loop, over TCP or TLS (upstream_tls.c); a base URL with a
+ * path prefix goes through upstream_curl.c instead (why: upstream_impl.h).
  *
  * One struct upconn is one TCP connection to the store. While a transfer owns it:
  *
- *   upstream_start --(next loop turn)--> conn_on_write: connect done, send head, pull body
- *        |                                   read_body() -> out -> sendmsg, until the body
- *        |                                   is all out or the caller paused it
+ *   upstream_start --(next loop turn)--> conn_on_write: connect done, [TLS handshake,]
+ *        |                                   send head, pull body: read_body() -> out ->
+ *        |                                   sendmsg (or SSL_write), until the body is all
+ *        |                                   out or the caller paused it
  *        v
  *   conn_on_read: recv into in -> parse: RS_HEAD -> RS_BODY_LEN | RS_CHUNK_* | RS_BODY_EOF
  *        -> RS_DONE: the connection goes back to u->idle (or is closed), and on_done is due.
@@ -61,6 +63,7 @@ const char upstream_err_sink[] = "the client socket broke or stopped taking the 
 #define SINK_PIPE (1024 * 1024)    /* pipe size asked for (the default 64 KiB when refused) */
 #define SINK_TURN (4 * 1024 * 1024) /* bytes spliced per loop turn before others get their go */
 #define SINK_STALL_MS 60000        /* when sink_fd gives no stall time of its own */
+#define TLS_RECORD (16 * 1024)     /* one SSL_write: a full TLS record */
 
 struct upconn {
     struct upstream *u;              /* owner (borrowed) */
@@ -77,7 +80,11 @@ struct upconn {
     struct upstream_xfer *x;         /* the transfer using it; NULL while idle */
     TAILQ_ENTRY(upconn) link;        /* in u->idle while idle */
     int64_t idle_since_us;           /* when it went idle */
+    SSL *ssl;                        /* https: the TLS session over fd (owned), else NULL */
     unsigned connecting : 1;         /* non-blocking connect in progress */
+    unsigned handshaking : 1;        /* https: connected, TLS handshake in progress */
+    unsigned rd_wants_wr : 1;        /* a TLS read waits for the socket to be writable */
+    unsigned wr_wants_rd : 1;        /* a TLS write waits for the socket to be readable */
     unsigned wev_on : 1;             /* wev is added */
     unsigned reused : 1;             /* served a transfer before this one */
     unsigned eof : 1;                /* the store closed its side */
@@ -102,6 +109,7 @@ static void conn_on_ctimer(evutil_socket_t fd, short what, void *arg);
 static void
 conn_close(struct upconn *c)
 {
+    upstream_tls_free(c->ssl, !c->connecting && !c->handshaking && !c->eof);
     event_free(c->rev);
     event_free(c->wev);
     event_free(c->ctimer);
@@ -123,6 +131,82 @@ conn_set_write(struct upconn *c, int on)
         event_del(c->wev); /* also cancels an event_active() still due */
         c->wev_on = 0;
     }
+}
+
+/* Whether C can carry request bytes: connected, and TLS set up on https. */
+static int
+conn_ready(const struct upconn *c)
+{
+    return !c->connecting && !c->handshaking;
+}
+
+/* Reads into V like readv; on TLS, record by record until the space is full or the socket
+ * has no more. TLS may hold bytes already taken off the socket (a record bigger than the
+ * space left), which epoll will never report: the read event is made active for them. */
+static ssize_t
+conn_recv(struct upconn *c, struct evbuffer_iovec *v, int nv)
+{
+    ssize_t got = 0, n = 0;
+    int i, ww = 0;
+
+    if (c->ssl == NULL) {
+        return readv(c->fd, (struct iovec *)v, nv);
+    }
+    for (i = 0; i < nv; i++) {
+        size_t off = 0;
+
+        while (off < v[i].iov_len) {
+            n = upstream_tls_read(c->ssl, (char *)v[i].iov_base + off, v[i].iov_len - off, &ww);
+            if (n <= 0) {
+                break;
+            }
+            off += (size_t)n;
+        }
+        got += (ssize_t)off;
+        if (n <= 0) {
+            break;
+        }
+    }
+    if (n < 0 && errno == EAGAIN && ww) {
+        c->rd_wants_wr = 1;
+        conn_set_write(c, 1);
+    }
+    if (n > 0 || SSL_has_pending(c->ssl)) {
+        event_active(c->rev, EV_READ, 0); /* stopped for space: the rest next turn */
+    }
+    if (got > 0) {
+        return got; /* an end or an error right after shows on the next call */
+    }
+    return n;
+}
+
+/* Sends from the front of OUT like sendmsg; on TLS, one record's worth (pulled up into one
+ * piece, so a head and a small body go as one record and one write). */
+static ssize_t
+conn_send(struct upconn *c, struct evbuffer *out)
+{
+    struct evbuffer_iovec v[SEND_IOV];
+    struct msghdr mh;
+    size_t len;
+    ssize_t n;
+    int nv, ww = 0;
+
+    if (c->ssl != NULL) {
+        len = evbuffer_get_length(out);
+        len = len < TLS_RECORD ? len : TLS_RECORD;
+        n = upstream_tls_write(c->ssl, evbuffer_pullup(out, (ev_ssize_t)len), len, &ww);
+        if (n < 0 && errno == EAGAIN && !ww) {
+            c->wr_wants_rd = 1; /* the read event is on while a transfer runs */
+            errno = EINTR;      /* nothing to wait for on the write side */
+        }
+        return n;
+    }
+    nv = evbuffer_peek(out, -1, NULL, v, SEND_IOV);
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = (struct iovec *)v;
+    mh.msg_iovlen = (size_t)(nv < SEND_IOV ? nv : SEND_IOV);
+    /* MSG_NOSIGNAL: a store that closed early must not raise SIGPIPE in a library user */
+    return sendmsg(c->fd, &mh, MSG_NOSIGNAL);
 }
 
 static int
@@ -425,10 +509,7 @@ send_out(struct upstream_xfer *x)
     size_t sent = 0;
 
     for (;;) {
-        struct evbuffer_iovec v[SEND_IOV];
-        struct msghdr mh;
         ssize_t n;
-        int nv;
 
         if (!x->write_broken && pull_body(x) < 0) {
             return;
@@ -441,13 +522,12 @@ send_out(struct upstream_xfer *x)
             conn_set_write(c, 1); /* the socket is writable: we are called again next turn */
             return;
         }
-        nv = evbuffer_peek(c->out, -1, NULL, v, SEND_IOV);
-        memset(&mh, 0, sizeof(mh));
-        mh.msg_iov = (struct iovec *)v;
-        mh.msg_iovlen = (size_t)(nv < SEND_IOV ? nv : SEND_IOV);
-        /* MSG_NOSIGNAL: a store that closed early must not raise SIGPIPE in a library user */
-        n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        n = conn_send(c, c->out);
         if (n < 0) {
+            if (errno == EINTR && c->wr_wants_rd) {
+                conn_set_write(c, 0); /* conn_on_read sends again */
+                return;
+            }
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
                 conn_set_write(c, 1);
                 return;
@@ -844,7 +924,7 @@ sink_begin(struct upstream_xfer *x)
     int dst, fds[2];
     size_t cap;
 
-    if (x->ops->sink_fd == NULL || x->sink_declined || x->rs != RS_BODY_LEN ||
+    if (x->ops->sink_fd == NULL || x->sink_declined || x->c->ssl != NULL || x->rs != RS_BODY_LEN ||
         x->resp_left < SINK_MIN || evbuffer_get_length(x->c->in) > 0) {
         return 0;
     }
@@ -1010,6 +1090,38 @@ conn_failed(struct upstream_xfer *x, const char *err)
     upstream_xfer_finish(x, err);
 }
 
+/* One step of X's TLS handshake on C; once it is done the request goes out. The connect
+ * timeout keeps running until then: a server that accepts and never answers times out. */
+static void
+conn_handshake(struct upstream_xfer *x, struct upconn *c)
+{
+    int ww = 0, rc = upstream_tls_handshake(c->u, c->ssl, &ww);
+
+    if (rc < 0) {
+        upstream_xfer_finish(x, upstream_err_connect);
+        return;
+    }
+    if (rc == 0) {
+        conn_set_write(c, ww);
+        return;
+    }
+    c->handshaking = 0;
+    evtimer_del(c->ctimer);
+    conn_set_write(c, 0); /* send_out adds it back if the socket fills */
+    send_out(x);
+}
+
+/* An idle TLS connection may still get records that carry no data (a session ticket sent
+ * late): reading them keeps it. Whether it stays usable. */
+static int
+conn_idle_ok(struct upconn *c)
+{
+    char b;
+    int ww = 0;
+
+    return c->ssl != NULL && upstream_tls_read(c->ssl, &b, 1, &ww) < 0 && errno == EAGAIN && !ww;
+}
+
 static void
 conn_on_read(evutil_socket_t fd, short what, void *arg)
 {
@@ -1019,13 +1131,28 @@ conn_on_read(evutil_socket_t fd, short what, void *arg)
     ssize_t n;
     int nv;
 
+    (void)fd;
     (void)what;
     if (x == NULL) {
+        if (conn_idle_ok(c)) {
+            return;
+        }
         /* idle: the store closed it, or sent bytes nobody asked for; either way it is done */
         TAILQ_REMOVE(&c->u->idle, c, link);
         c->u->nidle--;
         conn_close(c);
         return;
+    }
+    if (c->handshaking) {
+        conn_handshake(x, c);
+        return;
+    }
+    if (c->wr_wants_rd) {
+        c->wr_wants_rd = 0;
+        send_out(x);
+        if (ended(x)) {
+            return;
+        }
     }
     if (x->sink != NULL || sink_begin(x)) {
         sink_run(x);
@@ -1043,7 +1170,7 @@ conn_on_read(evutil_socket_t fd, short what, void *arg)
         upstream_xfer_finish(x, upstream_err_io);
         return;
     }
-    n = readv(fd, (struct iovec *)v, nv);
+    n = conn_recv(c, v, nv);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
             return;
@@ -1098,9 +1225,30 @@ conn_on_write(evutil_socket_t fd, short what, void *arg)
             return;
         }
         c->connecting = 0;
-        evtimer_del(c->ctimer);
-        conn_set_write(c, 0); /* send_out adds it back if the socket fills */
         event_add(c->rev, NULL);
+        if (c->u->tls) {
+            c->ssl = upstream_tls_new(c->u, fd);
+            if (c->ssl == NULL) {
+                log_warn("upstream", "cannot start TLS to %s:%s", c->u->host, c->u->port);
+                upstream_xfer_finish(x, upstream_err_connect);
+                return;
+            }
+            c->handshaking = 1;
+        } else {
+            evtimer_del(c->ctimer);
+            conn_set_write(c, 0); /* send_out adds it back if the socket fills */
+        }
+    }
+    if (c->handshaking) {
+        conn_handshake(x, c);
+        return;
+    }
+    if (c->rd_wants_wr) {
+        /* a TLS read was waiting for this; it goes on, and the write event is off again
+         * until a send fills the socket */
+        c->rd_wants_wr = 0;
+        conn_set_write(c, 0);
+        event_active(c->rev, EV_READ, 0);
     }
     send_out(x);
 }
@@ -1112,8 +1260,9 @@ conn_on_ctimer(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (c->x != NULL && c->connecting) {
-        log_debug("upstream", "connect to %s:%s timed out", c->u->host, c->u->port);
+    if (c->x != NULL && !conn_ready(c)) {
+        log_debug("upstream", "%s to %s:%s timed out", c->connecting ? "connect" : "TLS handshake",
+                  c->u->host, c->u->port);
         upstream_xfer_finish(c->x, upstream_err_timeout);
     }
 }
@@ -1126,23 +1275,27 @@ start_on(struct upstream_xfer *x, struct upconn *c)
     x->c = c;
     c->x = x;
     evbuffer_add(c->out, x->head, x->head_len);
-    if (!c->connecting) {
+    if (conn_ready(c)) {
         event_active(c->wev, EV_WRITE, 0);
     }
 }
 
 /* ---- public ----------------------------------------------------------------------------------- */
 
-/* Splits "http://host:port/..." into U's host and port. -1 if it is not plain http. */
+/* Splits "http[s]://host:port[/]" into U's host, port and tls. -1 for anything else. */
 static int
 parse_base_url(struct upstream *u, const char *url)
 {
     const char *h, *end, *colon;
 
-    if (strncasecmp(url, "http://", 7) != 0) {
+    if (strncasecmp(url, "http://", 7) == 0) {
+        h = url + 7;
+    } else if (strncasecmp(url, "https://", 8) == 0) {
+        h = url + 8;
+        u->tls = 1;
+    } else {
         return -1;
     }
-    h = url + 7;
     end = h + strcspn(h, "/?#");
     if (*end != '\0' && strcmp(end, "/") != 0) {
         return -1; /* a path prefix: libcurl keeps appending to the whole URL as before */
@@ -1159,7 +1312,8 @@ parse_base_url(struct upstream *u, const char *url)
         colon = memchr(h, ':', (size_t)(end - h));
         u->host = xstrndup(h, (size_t)((colon ? colon : end) - h));
     }
-    u->port = colon ? xstrndup(colon + 1, (size_t)(end - colon - 1)) : xstrdup("80");
+    u->port = colon ? xstrndup(colon + 1, (size_t)(end - colon - 1))
+                    : xstrdup(u->tls ? "443" : "80");
     return 0;
 }
 
@@ -1177,8 +1331,14 @@ upstream_create(struct event_base *evb, const struct upstream_opts *o)
     u->connect_timeout_ms = o->connect_timeout_ms;
     u->max_idle = o->max_connections;
     if (parse_base_url(u, o->base_url) < 0) {
+        free(u->host);
+        free(u->port);
+        u->host = u->port = NULL;
+        u->tls = 0;
         u->use_curl = 1;
         upstream_curl_init(u, o);
+    } else if (u->tls) {
+        (void)upstream_tls_init(u, o); /* on failure: logged, and each connection fails */
     }
     return u;
 }
@@ -1216,6 +1376,7 @@ upstream_destroy(struct upstream *u)
     if (u->use_curl) {
         upstream_curl_deinit(u);
     }
+    upstream_tls_deinit(u);
     event_free(u->reap_ev);
     free(u->host);
     free(u->port);
@@ -1315,7 +1476,7 @@ upstream_resume_body(struct upstream_xfer *x)
         upstream_curl_pause(x);
         return;
     }
-    if (!x->c->connecting) {
+    if (conn_ready(x->c)) {
         send_out(x);
     }
 }
@@ -1344,6 +1505,9 @@ upstream_resume_response(struct upstream_xfer *x)
         conn_failed(x, upstream_err_io);
     } else {
         event_add(c->rev, NULL); /* it may have been taken off while IN was full */
+        if (c->ssl != NULL && SSL_has_pending(c->ssl)) {
+            event_active(c->rev, EV_READ, 0); /* bytes TLS holds: epoll will not say so */
+        }
     }
 }
 

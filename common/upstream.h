@@ -1,13 +1,16 @@
 /*
  * upstream.h - HTTP transfers to an S3 endpoint (the local store, a peer site), driven by the
- * worker's libevent loop: plain http with our own HTTP/1.1 client (upstream.c), https through
- * libcurl's multi interface (upstream_curl.c); why two: upstream_impl.h. One struct upstream
- * per worker holds the keep-alive connections; one struct upstream_xfer per request streams
- * a body up and a response down, with back-pressure both ways (read_body's UPSTREAM_PAUSE,
- * on_body's 1).
+ * worker's libevent loop: our own HTTP/1.1 client over TCP or TLS (upstream.c,
+ * upstream_tls.c); a base URL with a path prefix goes through libcurl's multi interface
+ * (upstream_curl.c); why: upstream_impl.h. One struct upstream per worker holds the
+ * keep-alive connections; one struct upstream_xfer per request streams a body up and a
+ * response down, with back-pressure both ways (read_body's UPSTREAM_PAUSE, on_body's 1).
  *
  * Aborting a transfer closes its connection mid-body, which is how the proxy makes the store
  * discard an upload (a store never commits a body shorter than its Content-Length).
+ *
+ * OpenSSL writes to its sockets without MSG_NOSIGNAL: a program using an https upstream
+ * ignores SIGPIPE (every s3tee binary does).
  */
 #ifndef S3TEE_COMMON_UPSTREAM_H
 #define S3TEE_COMMON_UPSTREAM_H
@@ -72,7 +75,7 @@ struct upstream_xfer_args {
 };
 
 struct upstream_opts {
-    const char *base_url;        /* "http://host:port" (copied); paths are appended */
+    const char *base_url;        /* "http[s]://host:port" (copied); paths are appended */
     const char *ca_file;         /* CA bundle for https, NULL = system default (copied) */
     int tls_verify;              /* verify the server certificate and name */
     int64_t connect_timeout_ms;  /* per connection attempt */

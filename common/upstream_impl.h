@@ -1,14 +1,14 @@
 /*
- * upstream_impl.h - what upstream.c (plain http: our own HTTP/1.1 client on the worker loop)
- * and upstream_curl.c (https: libcurl's multi interface) share. Not for other modules: the
- * public contract is upstream.h.
+ * upstream_impl.h - what upstream.c (our own HTTP/1.1 client on the worker loop),
+ * upstream_tls.c (its TLS layer, OpenSSL) and upstream_curl.c (libcurl's multi interface)
+ * share. Not for other modules: the public contract is upstream.h.
  *
- * Why two transports: a store next to the proxy speaks plain HTTP on every request of the
- * hot path, and libcurl's per-transfer work (easy handle setup, URL parsing, header slists,
- * a liveness poll() and socket re-registration per request) cost more CPU than the proxy's
- * own work (tests/bench/README.md). Requests to the store always have the same shape:
- * method, path, signed headers, a Content-Length body. TLS (peer sites, https stores) keeps
- * libcurl's tested certificate verification.
+ * Why our own client: a store next to the proxy is asked on every request of the hot path,
+ * and a replicator writes to a peer's proxy for every object; libcurl's per-transfer work
+ * (easy handle setup, URL parsing, header slists, a liveness poll(), socket
+ * re-registration, headers and body sent as two records) cost more CPU than our own work
+ * (tests/bench/README.md). Requests always have the same shape: method, path, signed
+ * headers, a Content-Length body. libcurl remains for base URLs with a path prefix.
  */
 #ifndef S3TEE_COMMON_UPSTREAM_IMPL_H
 #define S3TEE_COMMON_UPSTREAM_IMPL_H
@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include <curl/curl.h>
+#include <openssl/ssl.h>
 
 #include "common/upstream.h"
 
@@ -52,8 +53,8 @@ struct upstream {
     TAILQ_HEAD(, upstream_xfer) done;    /* finished, on_done waiting for reap_ev */
     int64_t connect_timeout_ms;          /* per connection attempt */
     int max_idle;                        /* kept-alive connections kept */
-    int use_curl;                        /* https: the transfers go through libcurl */
-    /* plain http (upstream.c) */
+    int use_curl;                        /* a path prefix: the transfers go through libcurl */
+    /* our own client (upstream.c, upstream_tls.c) */
     char *host;                          /* host name or address, no brackets (owned) */
     char *port;                          /* service, "80" by default (owned) */
     struct sockaddr_storage addr;        /* resolved store address */
@@ -63,12 +64,15 @@ struct upstream {
     int nidle;                           /* connections in idle */
     int spare_pipes[UPSTREAM_SPARE_PIPES][2]; /* empty pipes kept for the next splice */
     int nspare_pipes;                    /* pipes in spare_pipes */
+    int tls;                             /* https: connections speak TLS */
+    SSL_CTX *tls_ctx;                    /* NULL if it could not be made (owned) */
+    SSL_SESSION *tls_session;            /* newest session, resumed by new connections (owned) */
+    int tls_verify;                      /* verify the server's certificate and name */
     /* https (upstream_curl.c) */
     CURLM *multi;                        /* owns libcurl's connection pool */
     struct event *timer;                 /* curl's single timeout */
     char *base_url;                      /* "https://host:port" without trailing '/' (owned) */
     char *ca_file;                       /* CA bundle or NULL (owned) */
-    int tls_verify;                      /* verify the store's certificate */
     CURL *spare[UPSTREAM_SPARE_HANDLES]; /* reset easy handles kept for the next transfers */
     int nspare;                          /* handles in spare */
 };
@@ -114,6 +118,21 @@ struct upstream_xfer {
  * reap_ev and release what the transport holds. */
 void upstream_xfer_finish(struct upstream_xfer *x, const char *err);
 int64_t upstream_now_us(void);
+
+/* upstream_tls.c. Reads and writes answer like readv/sendmsg: bytes, 0 at the end of the
+ * stream (read), or -1 with errno EAGAIN (and *WANT_WRITE: which way the socket must become
+ * ready) or another errno. */
+/* 0, or -1 (logged) when the context or the CA bundle fails: every connection then fails. */
+int upstream_tls_init(struct upstream *u, const struct upstream_opts *o);
+void upstream_tls_deinit(struct upstream *u);
+/* A client SSL for the connected FD (SNI and name or address check set); NULL on failure. */
+SSL *upstream_tls_new(struct upstream *u, int fd);
+/* 1 done, 0 waiting for the socket (*WANT_WRITE says which way), -1 failed (logged). */
+int upstream_tls_handshake(struct upstream *u, SSL *ssl, int *want_write);
+ssize_t upstream_tls_read(SSL *ssl, void *buf, size_t len, int *want_write);
+ssize_t upstream_tls_write(SSL *ssl, const void *buf, size_t len, int *want_write);
+/* Frees SSL (NULL is fine); ORDERLY sends close_notify first. */
+void upstream_tls_free(SSL *ssl, int orderly);
 
 /* upstream_curl.c */
 void upstream_curl_init(struct upstream *u, const struct upstream_opts *o);

@@ -10,6 +10,7 @@
  * time window is an XRANGE over ids. One JSON object per line, fields as stored.
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,6 +174,9 @@ main(int argc, char **argv)
     static char host[256];
     redisContext *rc;
     int c, rcode;
+
+    /* resync writes to https peers: a peer closing early must be an error, not SIGPIPE */
+    signal(SIGPIPE, SIG_IGN);
 
     if (argc > 1 && strcmp(argv[1], "resync") == 0) {
         return resync_main(argc - 1, argv + 1); /* options of its own */

@@ -176,9 +176,9 @@ def test_replica_writes_go_over_verified_tls(two_sites, tmp_path):
     a.replicator.start()
     try:
         client(a.proxy.url).put_object(Bucket=bucket, Key="two", Body=b"held back")
-        # curl's CURLE_PEER_FAILED_VERIFICATION, logged at debug level by common/upstream.c
-        logscan.wait_log(a.replicator.error_log, "SSL peer certificate or SSH remote key was "
-                         "not OK", timeout=15, start=log_start)
+        # common/upstream_tls.c names the peer and OpenSSL's verdict
+        logscan.wait_log(a.replicator.error_log, "the certificate was refused: self-signed "
+                         "certificate in certificate chain", timeout=15, start=log_start)
         assert missing(store_client(b), bucket, "two")
     finally:
         a.replicator.stop()

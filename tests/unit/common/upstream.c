@@ -1,13 +1,15 @@
 /*
- * Unit tests for common/upstream.c, the plain-http client: a scripted store runs in a thread
- * on a loopback socket (blocking I/O, one step after another), the client runs on a libevent
- * loop in the main thread. Each case checks what the caller saw (status, headers, body,
- * on_done's error) and what the store saw (requests, connections, bytes before the close).
+ * Unit tests for common/upstream.c and upstream_tls.c, our own HTTP/1.1 client: a scripted
+ * store runs in a thread on a loopback socket (blocking I/O, one step after another; TLS
+ * with a certificate made here, when asked), the client runs on a libevent loop in the main
+ * thread. Each case checks what the caller saw (status, headers, body, on_done's error) and
+ * what the store saw (requests, connections, bytes before the close).
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,10 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "common/upstream.h"
 #include "test.h"
@@ -23,11 +29,12 @@
 /* ---- the scripted store --------------------------------------------------------------------- */
 
 enum step_kind {
-    ACCEPT,     /* take the next connection */
+    ACCEPT,     /* take the next connection (and do the TLS handshake on a TLS store) */
+    ACCEPT_TCP, /* take the next connection, no TLS handshake */
     READ_REQ,   /* read one request (head and Content-Length body) into the log */
     WRITE,      /* send TEXT */
     WRITE_SLOW, /* send TEXT a byte at a time */
-    CLOSE,      /* close the connection */
+    CLOSE,      /* close the connection (after a close_notify on TLS) */
     READ_EOF,   /* read until the client closes; the byte count goes to the log */
     BIG,        /* TEXT "N SENT": a 200 head saying Content-Length N, SENT bytes of pattern() */
     END,
@@ -49,7 +56,10 @@ struct store {
     int lfd;                  /* listening socket */
     int port;
     const struct step *steps; /* the script (borrowed) */
-    char log[8192];           /* "REQ <head's first line> body=<n> [<body>]\n", "EOF <n>\n" */
+    SSL_CTX *tls;             /* a TLS store: its context (borrowed), else NULL */
+    SSL *ssl;                 /* the connection's TLS session (owned while set) */
+    char log[8192];           /* "REQ <head's first line> body=<n> [<body>] sum=<s>\n",
+                               * "EOF <n>\n", "TLS new|resumed\n" */
     int accepts;              /* connections taken */
     volatile int finished;    /* the script ran to its end */
 };
@@ -65,16 +75,50 @@ log_add(struct store *s, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The store's reads and writes, through TLS on a TLS store; like read(2) and send(2). */
+static ssize_t
+st_read(struct store *s, int fd, void *buf, size_t len)
+{
+    int n;
+
+    if (s->ssl == NULL) {
+        return read(fd, buf, len);
+    }
+    n = SSL_read(s->ssl, buf, (int)len);
+    return n > 0 ? n : (SSL_get_error(s->ssl, n) == SSL_ERROR_ZERO_RETURN ? 0 : -1);
+}
+
+static ssize_t
+st_write(struct store *s, int fd, const void *buf, size_t len)
+{
+    if (s->ssl == NULL) {
+        return send(fd, buf, len, MSG_NOSIGNAL);
+    }
+    return SSL_write(s->ssl, buf, (int)len) > 0 ? (ssize_t)len : -1;
+}
+
+static void
+st_close(struct store *s, int fd)
+{
+    if (s->ssl != NULL) {
+        (void)SSL_shutdown(s->ssl);
+        SSL_free(s->ssl);
+        s->ssl = NULL;
+    }
+    close(fd);
+}
+
 static void
 read_request(struct store *s, int fd)
 {
-    char head[8192], body[4096];
+    char head[8192], body[4096], b[16384];
     size_t hl = 0;
     long cl = 0, got = 0;
+    unsigned long sum = 0;
     char *p;
 
     for (;;) {
-        if (hl >= sizeof(head) - 1 || read(fd, head + hl, 1) <= 0) {
+        if (hl >= sizeof(head) - 1 || st_read(s, fd, head + hl, 1) <= 0) {
             log_add(s, "EOF-in-head %ld\n", (long)hl);
             return;
         }
@@ -87,17 +131,24 @@ read_request(struct store *s, int fd)
     if (p != NULL) {
         cl = strtol(p + 17, NULL, 10);
     }
-    while (got < cl && got < (long)sizeof(body) - 1) {
-        long want = cl - got < (long)sizeof(body) - 1 - got ? cl - got : (long)sizeof(body) - 1 - got;
-        ssize_t n = read(fd, body + got, (size_t)want);
+    /* all of the body is read (its byte sum logged); the first 4 KiB are kept for the log */
+    while (got < cl) {
+        long want = cl - got < (long)sizeof(b) ? cl - got : (long)sizeof(b);
+        ssize_t n = st_read(s, fd, b, (size_t)want), i;
 
         if (n <= 0) {
             break;
         }
+        for (i = 0; i < n; i++) {
+            sum += (unsigned char)b[i];
+            if (got + i < (long)sizeof(body) - 1) {
+                body[got + i] = b[i];
+            }
+        }
         got += n;
     }
-    body[got] = '\0';
-    log_add(s, "REQ %.*s body=%ld [%s]\n", (int)strcspn(head, "\r"), head, got, body);
+    body[got < (long)sizeof(body) - 1 ? got : (long)sizeof(body) - 1] = '\0';
+    log_add(s, "REQ %.*s body=%ld [%s] sum=%lu\n", (int)strcspn(head, "\r"), head, got, body, sum);
 }
 
 static void *
@@ -110,26 +161,37 @@ store_main(void *arg)
     for (st = s->steps; st->kind != END; st++) {
         switch (st->kind) {
         case ACCEPT:
+        case ACCEPT_TCP:
             fd = accept(s->lfd, NULL, NULL);
             s->accepts++;
+            if (s->tls != NULL && st->kind == ACCEPT) {
+                s->ssl = SSL_new(s->tls);
+                SSL_set_fd(s->ssl, fd);
+                if (SSL_accept(s->ssl) != 1) {
+                    log_add(s, "TLS failed\n");
+                    ERR_clear_error();
+                } else {
+                    log_add(s, "TLS %s\n", SSL_session_reused(s->ssl) ? "resumed" : "new");
+                }
+            }
             break;
         case READ_REQ:
             read_request(s, fd);
             break;
         case WRITE:
-            (void)!write(fd, st->text, strlen(st->text));
+            (void)st_write(s, fd, st->text, strlen(st->text));
             break;
         case WRITE_SLOW: {
             const char *p;
 
             for (p = st->text; *p; p++) {
-                (void)!write(fd, p, 1);
+                (void)st_write(s, fd, p, 1);
                 usleep(200);
             }
             break;
         }
         case CLOSE:
-            close(fd);
+            st_close(s, fd);
             fd = -1;
             break;
         case READ_EOF: {
@@ -137,7 +199,7 @@ store_main(void *arg)
             long total = 0;
             ssize_t n;
 
-            while ((n = read(fd, b, sizeof(b))) > 0) {
+            while ((n = st_read(s, fd, b, sizeof(b))) > 0) {
                 total += n;
             }
             log_add(s, "EOF %ld\n", total);
@@ -151,7 +213,7 @@ store_main(void *arg)
             (void)sscanf(st->text, "%ld %ld", &n, &sent);
             len = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %ld\r\n\r\n", n);
 
-            (void)!send(fd, head, (size_t)len, MSG_NOSIGNAL);
+            (void)st_write(s, fd, head, (size_t)len);
             while (off < sent) {
                 long k, want = sent - off < (long)sizeof(b) ? sent - off : (long)sizeof(b);
                 ssize_t w;
@@ -159,7 +221,7 @@ store_main(void *arg)
                 for (k = 0; k < want; k++) {
                     b[k] = (char)pattern(off + k);
                 }
-                w = send(fd, b, (size_t)want, MSG_NOSIGNAL);
+                w = st_write(s, fd, b, (size_t)want);
                 if (w <= 0) {
                     break; /* the client closed: the case checks what it saw */
                 }
@@ -173,14 +235,15 @@ store_main(void *arg)
         }
     }
     if (fd >= 0) {
-        close(fd);
+        st_close(s, fd);
     }
     s->finished = 1;
     return NULL;
 }
 
+/* TLS: the store's context, or NULL for plain TCP. */
 static void
-store_start(struct store *s, const struct step *steps, pthread_t *th)
+store_start_tls(struct store *s, const struct step *steps, pthread_t *th, SSL_CTX *tls)
 {
     struct sockaddr_in sa;
     socklen_t len = sizeof(sa);
@@ -188,6 +251,7 @@ store_start(struct store *s, const struct step *steps, pthread_t *th)
 
     memset(s, 0, sizeof(*s));
     s->steps = steps;
+    s->tls = tls;
     s->lfd = socket(AF_INET, SOCK_STREAM, 0);
     setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     memset(&sa, 0, sizeof(sa));
@@ -198,6 +262,12 @@ store_start(struct store *s, const struct step *steps, pthread_t *th)
     getsockname(s->lfd, (struct sockaddr *)&sa, &len);
     s->port = ntohs(sa.sin_port);
     pthread_create(th, NULL, store_main, s);
+}
+
+static void
+store_start(struct store *s, const struct step *steps, pthread_t *th)
+{
+    store_start_tls(s, steps, th, NULL);
 }
 
 static void
@@ -223,6 +293,12 @@ struct caller {
     int up_pause_every;         /* read_body pauses before every Nth call (0: never) */
     int up_calls;
     size_t up_stop_at;          /* read_body returns 0 here (short body), 0: never */
+    int64_t gen_len;            /* up is NULL: read_body gives this many pattern() bytes */
+    int64_t gen_pos;
+    int check_pattern;          /* on_body counts bytes that are not pattern(offset) */
+    size_t bad;                 /* those bytes */
+    int pause_body_every;       /* on_body returns 1 before every Nth call (0: never) */
+    int body_calls;
     int pause_body_once;        /* on_body returns 1 the first time */
     int abort_in_body;          /* on_body aborts the transfer */
     int aborted;
@@ -262,6 +338,16 @@ c_read_body(void *arg, char *buf, size_t max)
     struct caller *c = arg;
     size_t n = c->up_len - c->up_pos;
 
+    if (c->up == NULL && c->gen_len > 0) {
+        size_t i;
+
+        n = c->gen_len - c->gen_pos < (int64_t)max ? (size_t)(c->gen_len - c->gen_pos) : max;
+        for (i = 0; i < n; i++) {
+            buf[i] = (char)pattern((long)(c->gen_pos + (int64_t)i));
+        }
+        c->gen_pos += (int64_t)n;
+        return n;
+    }
     if (c->up_pause_every && ++c->up_calls % c->up_pause_every == 0) {
         struct timeval tv = {0, 2000};
 
@@ -309,13 +395,20 @@ c_on_body(void *arg, const char *data, size_t len)
         c->aborted = 1;
         return 0;
     }
-    if (c->pause_body_once) {
-        struct timeval tv = {0, 5000};
+    if (c->pause_body_once || (c->pause_body_every && ++c->body_calls % c->pause_body_every == 0)) {
+        struct timeval tv = {0, 1000};
 
         c->pause_body_once = 0;
         c->recv_paused = 1;
         event_add(c->resume_ev, &tv);
         return 1;
+    }
+    if (c->check_pattern) {
+        size_t i;
+
+        for (i = 0; i < len; i++) {
+            c->bad += (unsigned char)data[i] != pattern((long)(c->body_len + i));
+        }
     }
     if (c->body_len + len < sizeof(c->body)) {
         memcpy(c->body + c->body_len, data, len);
@@ -506,6 +599,77 @@ make_upstream(int port)
     return upstream_create(evb, &o);
 }
 
+static struct upstream *
+make_upstream_tls(int port, const char *ca_file, int verify)
+{
+    char url[64];
+    struct upstream_opts o = {url, ca_file, verify, 2000, 8};
+
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d", port);
+    return upstream_create(evb, &o);
+}
+
+/* ---- certificates ----------------------------------------------------------------------------- */
+
+struct cert {
+    EVP_PKEY *key;
+    X509 *crt;
+    char pem[64];               /* the certificate, as a CA bundle for the client */
+};
+
+/* A self-signed P-256 certificate for IP:127.0.0.1, written to a temporary PEM file. */
+static void
+cert_make(struct cert *c)
+{
+    static long serial = 1;
+    X509V3_CTX v3;
+    X509_EXTENSION *ext;
+    X509_NAME *name;
+    FILE *f;
+    int fd;
+
+    c->key = EVP_EC_gen("P-256");
+    c->crt = X509_new();
+    X509_set_version(c->crt, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(c->crt), serial++);
+    X509_gmtime_adj(X509_getm_notBefore(c->crt), -60);
+    X509_gmtime_adj(X509_getm_notAfter(c->crt), 3600);
+    X509_set_pubkey(c->crt, c->key);
+    name = X509_get_subject_name(c->crt);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"s3tee unit store",
+                               -1, -1, 0);
+    X509_set_issuer_name(c->crt, name);
+    X509V3_set_ctx_nodb(&v3);
+    X509V3_set_ctx(&v3, c->crt, c->crt, NULL, NULL, 0);
+    ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, "IP:127.0.0.1");
+    X509_add_ext(c->crt, ext, -1);
+    X509_EXTENSION_free(ext);
+    X509_sign(c->crt, c->key, EVP_sha256());
+    snprintf(c->pem, sizeof(c->pem), "/tmp/s3tee-unit-ca-XXXXXX");
+    fd = mkstemp(c->pem);
+    f = fdopen(fd, "w");
+    PEM_write_X509(f, c->crt);
+    fclose(f);
+}
+
+static void
+cert_free(struct cert *c)
+{
+    unlink(c->pem);
+    X509_free(c->crt);
+    EVP_PKEY_free(c->key);
+}
+
+static SSL_CTX *
+server_ctx(const struct cert *c)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+    SSL_CTX_use_certificate(ctx, c->crt);
+    SSL_CTX_use_PrivateKey(ctx, c->key);
+    return ctx;
+}
+
 #define RESP_OK_HELLO "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: \"e\"\r\n\r\nhello"
 
 int
@@ -514,6 +678,7 @@ main(void)
     struct store s;
     pthread_t th;
 
+    signal(SIGPIPE, SIG_IGN); /* OpenSSL writes without MSG_NOSIGNAL (upstream.h) */
     evb = event_base_new();
     cur_store = &s;
 
@@ -820,6 +985,131 @@ main(void)
         store_stop(&s, th);
         sink_peer_close(&p);
         upstream_destroy(up);
+    }
+    {
+        /* https: a GET arriving a byte per record and a PUT with pauses share one kept
+         * connection; after the store closes it (close_notify), the next request goes on a
+         * new connection that resumes the TLS session */
+        static const struct step steps[] = {
+            {ACCEPT, NULL},   {READ_REQ, NULL}, {WRITE_SLOW, RESP_OK_HELLO},
+            {READ_REQ, NULL}, {WRITE, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"},
+            {CLOSE, NULL},    {ACCEPT, NULL},   {READ_REQ, NULL},
+            {WRITE, RESP_OK_HELLO}, {END, NULL}};
+        struct caller c = {0}, p = {0}, c3 = {0};
+        struct cert ca;
+        SSL_CTX *sctx;
+
+        cert_make(&ca);
+        sctx = server_ctx(&ca);
+        store_start_tls(&s, steps, &th, sctx);
+        up = make_upstream_tls(s.port, ca.pem, 1);
+        run(&c, "GET", "/b/k", -1);
+        ok(c.done && c.err == NULL && c.status == 200 && c.body_len == 5 &&
+               memcmp(c.body, "hello", 5) == 0,
+           "https GET: 200, body whole from 1-byte records (err %s)", c.err ? c.err : "none");
+        p.up = "the quick brown fox jumps over the lazy dog";
+        p.up_pause_every = 4;
+        run(&p, "PUT", "/b/k", (int64_t)strlen(p.up));
+        ok(p.done && p.err == NULL && p.status == 200, "https PUT with pauses: 200");
+        run(&c3, "GET", "/b/k3", -1);
+        ok(c3.done && c3.err == NULL && c3.body_len == 5, "https: GET after the store closed the connection");
+        store_stop(&s, th);
+        ok(s.accepts == 2, "https: GET and PUT on one connection, the last GET on a second");
+        ok(strstr(s.log, "REQ PUT /b/k HTTP/1.1 body=43 [the quick brown fox jumps over the lazy dog]"),
+           "https: the store got the PUT's body whole (%s)", s.log);
+        ok(strstr(s.log, "TLS new") != NULL && strstr(s.log, "TLS resumed") != NULL,
+           "https: the second connection resumed the first one's session (%s)", s.log);
+        upstream_destroy(up);
+        SSL_CTX_free(sctx);
+        cert_free(&ca);
+    }
+    {
+        /* https: a large body read with the caller pausing often (TLS holds decrypted bytes
+         * epoll never reports: they must still come); a large PUT; then a GET on the same
+         * connection */
+        enum { N = 3 * 1024 * 1024 + 17, M = 5 * 1024 * 1024 + 3 };
+        static const struct step steps[] = {
+            {ACCEPT, NULL},   {READ_REQ, NULL}, {BIG, "3145745 3145745"},
+            {READ_REQ, NULL}, {WRITE, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"},
+            {READ_REQ, NULL}, {WRITE, RESP_OK_HELLO}, {END, NULL}};
+        struct caller g = {.check_pattern = 1, .pause_body_every = 3}, p = {.gen_len = M}, c = {0};
+        struct cert ca;
+        SSL_CTX *sctx;
+        unsigned long sum = 0;
+        char want[64];
+        long i;
+
+        for (i = 0; i < M; i++) {
+            sum += pattern(i);
+        }
+        snprintf(want, sizeof(want), "body=%d [] sum=%lu", M, sum);
+        cert_make(&ca);
+        sctx = server_ctx(&ca);
+        store_start_tls(&s, steps, &th, sctx);
+        up = make_upstream_tls(s.port, ca.pem, 1);
+        run(&g, "GET", "/b/big", -1);
+        ok(g.done && g.err == NULL && g.body_len == N && g.bad == 0,
+           "https: 3 MiB GET with pauses arrives whole and in order (%zu, %zu wrong)", g.body_len, g.bad);
+        run(&p, "PUT", "/b/big", M);
+        ok(p.done && p.err == NULL && p.status == 200, "https: 5 MiB PUT: 200");
+        run(&c, "GET", "/b/k", -1);
+        ok(c.done && c.err == NULL && c.body_len == 5, "https: then a GET on the same connection");
+        store_stop(&s, th);
+        ok(strstr(s.log, want) != NULL, "https: the store got the PUT's bytes (%s) (%s)", want, s.log);
+        ok(s.accepts == 1, "https: one connection for all three");
+        upstream_destroy(up);
+        SSL_CTX_free(sctx);
+        cert_free(&ca);
+    }
+    {
+        /* https: a certificate the CA bundle does not vouch for is refused; without
+         * verification the same store is used */
+        static const struct step steps[] = {{ACCEPT, NULL}, {CLOSE, NULL},  {ACCEPT, NULL},
+                                            {READ_REQ, NULL}, {WRITE, RESP_OK_HELLO}, {END, NULL}};
+        struct caller c = {0}, c2 = {0};
+        struct cert ca, other;
+        SSL_CTX *sctx;
+
+        cert_make(&ca);
+        cert_make(&other);
+        sctx = server_ctx(&ca);
+        store_start_tls(&s, steps, &th, sctx);
+        up = make_upstream_tls(s.port, other.pem, 1);
+        run(&c, "GET", "/b/k", -1);
+        ok(c.done && c.err == upstream_err_connect && c.status == 0,
+           "https: an unknown certificate is upstream_err_connect");
+        upstream_destroy(up);
+        up = make_upstream_tls(s.port, other.pem, 0);
+        run(&c2, "GET", "/b/k", -1);
+        ok(c2.done && c2.err == NULL && c2.body_len == 5, "https: tls_verify 0 takes it");
+        store_stop(&s, th);
+        ok(strstr(s.log, "TLS failed") != NULL && strstr(s.log, "REQ GET /b/k") != NULL,
+           "https: no request on the refused connection, one on the other (%s)", s.log);
+        upstream_destroy(up);
+        SSL_CTX_free(sctx);
+        cert_free(&ca);
+        cert_free(&other);
+    }
+    {
+        /* https: a server that accepts and never answers the handshake: the connect timeout
+         * covers the handshake */
+        static const struct step steps[] = {{ACCEPT_TCP, NULL}, {READ_EOF, NULL}, {END, NULL}};
+        struct caller c = {0};
+        struct cert ca;
+        SSL_CTX *sctx;
+
+        cert_make(&ca);
+        sctx = server_ctx(&ca);
+        store_start_tls(&s, steps, &th, sctx);
+        up = make_upstream_tls(s.port, ca.pem, 1);
+        run(&c, "GET", "/b/k", -1);
+        ok(c.done && c.err == upstream_err_timeout, "https: a silent handshake is upstream_err_timeout");
+        upstream_destroy(up);
+        store_stop(&s, th);
+        ok(strstr(s.log, "EOF ") != NULL && strstr(s.log, "EOF 0") == NULL,
+           "https: the store saw a ClientHello, then the close (%s)", s.log);
+        SSL_CTX_free(sctx);
+        cert_free(&ca);
     }
     event_base_free(evb);
     return done_testing();
