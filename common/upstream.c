@@ -171,8 +171,10 @@ conn_recv(struct upconn *c, struct evbuffer_iovec *v, int nv)
         c->rd_wants_wr = 1;
         conn_set_write(c, 1);
     }
-    if (n > 0 || SSL_has_pending(c->ssl)) {
-        event_active(c->rev, EV_READ, 0); /* stopped for space: the rest next turn */
+    if (n > 0 || SSL_pending(c->ssl) > 0) {
+        /* stopped for space with a record half taken: the rest next turn (a record still
+         * arriving needs no help: the socket reports it) */
+        event_active(c->rev, EV_READ, 0);
     }
     if (got > 0) {
         return got; /* an end or an error right after shows on the next call */
@@ -1505,7 +1507,7 @@ upstream_resume_response(struct upstream_xfer *x)
         conn_failed(x, upstream_err_io);
     } else {
         event_add(c->rev, NULL); /* it may have been taken off while IN was full */
-        if (c->ssl != NULL && SSL_has_pending(c->ssl)) {
+        if (c->ssl != NULL && SSL_pending(c->ssl) > 0) {
             event_active(c->rev, EV_READ, 0); /* bytes TLS holds: epoll will not say so */
         }
     }

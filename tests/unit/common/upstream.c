@@ -589,24 +589,21 @@ run(struct caller *c, const char *method, const char *path, int64_t body_length)
     event_free(c->resume_ev);
 }
 
-static struct upstream *
-make_upstream(int port)
-{
-    char url[64];
-    struct upstream_opts o = {url, NULL, 1, 2000, 8};
-
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
-    return upstream_create(evb, &o);
-}
-
+/* https with CA_FILE and VERIFY when CA_FILE is set, else plain http */
 static struct upstream *
 make_upstream_tls(int port, const char *ca_file, int verify)
 {
     char url[64];
     struct upstream_opts o = {url, ca_file, verify, 2000, 8};
 
-    snprintf(url, sizeof(url), "https://127.0.0.1:%d", port);
+    snprintf(url, sizeof(url), "%s://127.0.0.1:%d", ca_file ? "https" : "http", port);
     return upstream_create(evb, &o);
+}
+
+static struct upstream *
+make_upstream(int port)
+{
+    return make_upstream_tls(port, NULL, 1);
 }
 
 /* ---- certificates ----------------------------------------------------------------------------- */
@@ -660,14 +657,30 @@ cert_free(struct cert *c)
     EVP_PKEY_free(c->key);
 }
 
-static SSL_CTX *
-server_ctx(const struct cert *c)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+/* One https case: a certificate, a TLS store running STEPS with it, and `up` trusting it. */
+struct tls_case {
+    struct cert ca;
+    SSL_CTX *sctx;
+};
 
-    SSL_CTX_use_certificate(ctx, c->crt);
-    SSL_CTX_use_PrivateKey(ctx, c->key);
-    return ctx;
+static void
+tls_begin(struct tls_case *t, struct store *s, const struct step *steps, pthread_t *th)
+{
+    cert_make(&t->ca);
+    t->sctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_use_certificate(t->sctx, t->ca.crt);
+    SSL_CTX_use_PrivateKey(t->sctx, t->ca.key);
+    store_start_tls(s, steps, th, t->sctx);
+    up = make_upstream_tls(s->port, t->ca.pem, 1);
+}
+
+/* After store_stop(). */
+static void
+tls_end(struct tls_case *t)
+{
+    upstream_destroy(up);
+    SSL_CTX_free(t->sctx);
+    cert_free(&t->ca);
 }
 
 #define RESP_OK_HELLO "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: \"e\"\r\n\r\nhello"
@@ -996,13 +1009,9 @@ main(void)
             {CLOSE, NULL},    {ACCEPT, NULL},   {READ_REQ, NULL},
             {WRITE, RESP_OK_HELLO}, {END, NULL}};
         struct caller c = {0}, p = {0}, c3 = {0};
-        struct cert ca;
-        SSL_CTX *sctx;
+        struct tls_case t;
 
-        cert_make(&ca);
-        sctx = server_ctx(&ca);
-        store_start_tls(&s, steps, &th, sctx);
-        up = make_upstream_tls(s.port, ca.pem, 1);
+        tls_begin(&t, &s, steps, &th);
         run(&c, "GET", "/b/k", -1);
         ok(c.done && c.err == NULL && c.status == 200 && c.body_len == 5 &&
                memcmp(c.body, "hello", 5) == 0,
@@ -1019,9 +1028,7 @@ main(void)
            "https: the store got the PUT's body whole (%s)", s.log);
         ok(strstr(s.log, "TLS new") != NULL && strstr(s.log, "TLS resumed") != NULL,
            "https: the second connection resumed the first one's session (%s)", s.log);
-        upstream_destroy(up);
-        SSL_CTX_free(sctx);
-        cert_free(&ca);
+        tls_end(&t);
     }
     {
         /* https: a large body read with the caller pausing often (TLS holds decrypted bytes
@@ -1033,8 +1040,7 @@ main(void)
             {READ_REQ, NULL}, {WRITE, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"},
             {READ_REQ, NULL}, {WRITE, RESP_OK_HELLO}, {END, NULL}};
         struct caller g = {.check_pattern = 1, .pause_body_every = 3}, p = {.gen_len = M}, c = {0};
-        struct cert ca;
-        SSL_CTX *sctx;
+        struct tls_case t;
         unsigned long sum = 0;
         char want[64];
         long i;
@@ -1043,10 +1049,7 @@ main(void)
             sum += pattern(i);
         }
         snprintf(want, sizeof(want), "body=%d [] sum=%lu", M, sum);
-        cert_make(&ca);
-        sctx = server_ctx(&ca);
-        store_start_tls(&s, steps, &th, sctx);
-        up = make_upstream_tls(s.port, ca.pem, 1);
+        tls_begin(&t, &s, steps, &th);
         run(&g, "GET", "/b/big", -1);
         ok(g.done && g.err == NULL && g.body_len == N && g.bad == 0,
            "https: 3 MiB GET with pauses arrives whole and in order (%zu, %zu wrong)", g.body_len, g.bad);
@@ -1057,9 +1060,7 @@ main(void)
         store_stop(&s, th);
         ok(strstr(s.log, want) != NULL, "https: the store got the PUT's bytes (%s) (%s)", want, s.log);
         ok(s.accepts == 1, "https: one connection for all three");
-        upstream_destroy(up);
-        SSL_CTX_free(sctx);
-        cert_free(&ca);
+        tls_end(&t);
     }
     {
         /* https: a certificate the CA bundle does not vouch for is refused; without
@@ -1067,13 +1068,12 @@ main(void)
         static const struct step steps[] = {{ACCEPT, NULL}, {CLOSE, NULL},  {ACCEPT, NULL},
                                             {READ_REQ, NULL}, {WRITE, RESP_OK_HELLO}, {END, NULL}};
         struct caller c = {0}, c2 = {0};
-        struct cert ca, other;
-        SSL_CTX *sctx;
+        struct tls_case t;
+        struct cert other;
 
-        cert_make(&ca);
         cert_make(&other);
-        sctx = server_ctx(&ca);
-        store_start_tls(&s, steps, &th, sctx);
+        tls_begin(&t, &s, steps, &th);
+        upstream_destroy(up);
         up = make_upstream_tls(s.port, other.pem, 1);
         run(&c, "GET", "/b/k", -1);
         ok(c.done && c.err == upstream_err_connect && c.status == 0,
@@ -1085,9 +1085,7 @@ main(void)
         store_stop(&s, th);
         ok(strstr(s.log, "TLS failed") != NULL && strstr(s.log, "REQ GET /b/k") != NULL,
            "https: no request on the refused connection, one on the other (%s)", s.log);
-        upstream_destroy(up);
-        SSL_CTX_free(sctx);
-        cert_free(&ca);
+        tls_end(&t);
         cert_free(&other);
     }
     {
@@ -1095,21 +1093,15 @@ main(void)
          * covers the handshake */
         static const struct step steps[] = {{ACCEPT_TCP, NULL}, {READ_EOF, NULL}, {END, NULL}};
         struct caller c = {0};
-        struct cert ca;
-        SSL_CTX *sctx;
+        struct tls_case t;
 
-        cert_make(&ca);
-        sctx = server_ctx(&ca);
-        store_start_tls(&s, steps, &th, sctx);
-        up = make_upstream_tls(s.port, ca.pem, 1);
+        tls_begin(&t, &s, steps, &th);
         run(&c, "GET", "/b/k", -1);
         ok(c.done && c.err == upstream_err_timeout, "https: a silent handshake is upstream_err_timeout");
-        upstream_destroy(up);
         store_stop(&s, th);
         ok(strstr(s.log, "EOF ") != NULL && strstr(s.log, "EOF 0") == NULL,
            "https: the store saw a ClientHello, then the close (%s)", s.log);
-        SSL_CTX_free(sctx);
-        cert_free(&ca);
+        tls_end(&t);
     }
     event_base_free(evb);
     return done_testing();
