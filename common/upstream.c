@@ -141,8 +141,9 @@ conn_ready(const struct upconn *c)
 }
 
 /* Reads into V like readv; on TLS, record by record until the space is full or the socket
- * has no more. TLS may hold bytes already taken off the socket (a record bigger than the
- * space left), which epoll will never report: the read event is made active for them. */
+ * has no more. TLS may hold bytes already taken off the socket (read ahead, or a record
+ * bigger than the space left), which epoll will never report: the read event is made
+ * active for them. */
 static ssize_t
 conn_recv(struct upconn *c, struct evbuffer_iovec *v, int nv)
 {
@@ -171,9 +172,9 @@ conn_recv(struct upconn *c, struct evbuffer_iovec *v, int nv)
         c->rd_wants_wr = 1;
         conn_set_write(c, 1);
     }
-    if (n > 0 || SSL_pending(c->ssl) > 0) {
-        /* stopped for space with a record half taken: the rest next turn (a record still
-         * arriving needs no help: the socket reports it) */
+    if (n > 0) {
+        /* stopped for space: TLS may hold records it read ahead, which the socket will
+         * never report again; the rest next turn (after a WANT_READ the socket reports) */
         event_active(c->rev, EV_READ, 0);
     }
     if (got > 0) {
@@ -1507,7 +1508,7 @@ upstream_resume_response(struct upstream_xfer *x)
         conn_failed(x, upstream_err_io);
     } else {
         event_add(c->rev, NULL); /* it may have been taken off while IN was full */
-        if (c->ssl != NULL && SSL_pending(c->ssl) > 0) {
+        if (c->ssl != NULL && SSL_has_pending(c->ssl)) {
             event_active(c->rev, EV_READ, 0); /* bytes TLS holds: epoll will not say so */
         }
     }
