@@ -835,6 +835,14 @@ parse_input(struct upstream_xfer *x)
             if (!c->eof) {
                 return 0;
             }
+            if (c->ssl != NULL && !(SSL_get_shutdown(c->ssl) & SSL_RECEIVED_SHUTDOWN)) {
+                /* only close_notify ends a body framed by the close: a bare TCP end may be
+                 * someone cutting it short (RFC 9112 9.8) */
+                log_warn("upstream", "the store's TLS ended without close_notify inside a body "
+                         "framed by the close: taken as cut short");
+                upstream_xfer_finish(x, upstream_err_io);
+                return -1;
+            }
             x->rs = RS_DONE;
             break;
         case RS_DONE:

@@ -35,6 +35,7 @@ enum step_kind {
     WRITE,      /* send TEXT */
     WRITE_SLOW, /* send TEXT a byte at a time */
     CLOSE,      /* close the connection (after a close_notify on TLS) */
+    CUT,        /* close the TCP connection with no close_notify on TLS */
     READ_EOF,   /* read until the client closes; the byte count goes to the log */
     BIG,        /* TEXT "N SENT": a 200 head saying Content-Length N, SENT bytes of pattern() */
     END,
@@ -192,6 +193,12 @@ store_main(void *arg)
         }
         case CLOSE:
             st_close(s, fd);
+            fd = -1;
+            break;
+        case CUT:
+            SSL_free(s->ssl); /* never shut down: no close_notify goes out */
+            s->ssl = NULL;
+            close(fd);
             fd = -1;
             break;
         case READ_EOF: {
@@ -1087,6 +1094,33 @@ main(void)
            "https: no request on the refused connection, one on the other (%s)", s.log);
         tls_end(&t);
         cert_free(&other);
+    }
+    {
+        /* https, a body framed by the close: with close_notify it is whole; a bare TCP end
+         * may be an attacker cutting it short and is an error (RFC 9112 9.8); a Content-Length
+         * body that arrived whole before a bare end is whole */
+        static const struct step steps[] = {
+            {ACCEPT, NULL}, {READ_REQ, NULL}, {WRITE, "HTTP/1.1 200 OK\r\n\r\nhello"}, {CLOSE, NULL},
+            {ACCEPT, NULL}, {READ_REQ, NULL}, {WRITE, "HTTP/1.1 200 OK\r\n\r\nhel"},   {CUT, NULL},
+            {ACCEPT, NULL}, {READ_REQ, NULL}, {WRITE, RESP_OK_HELLO},                 {CUT, NULL},
+            {END, NULL}};
+        struct caller c = {0}, c2 = {0}, c3 = {0};
+        struct tls_case t;
+
+        tls_begin(&t, &s, steps, &th);
+        run(&c, "GET", "/b/k", -1);
+        ok(c.done && c.err == NULL && c.body_len == 5 && memcmp(c.body, "hello", 5) == 0,
+           "https: a body ended by close_notify is whole (err %s)", c.err ? c.err : "none");
+        run(&c2, "GET", "/b/k", -1);
+        ok(c2.done && c2.err == upstream_err_io,
+           "https: a body ended by a bare TCP close is upstream_err_io (err %s)", c2.err ? c2.err : "none");
+        run(&c3, "GET", "/b/k", -1);
+        ok(c3.done && c3.err == NULL && c3.body_len == 5,
+           "https: a Content-Length body whole before a bare close is whole (err %s)",
+           c3.err ? c3.err : "none");
+        store_stop(&s, th);
+        ok(s.accepts == 3, "https: three connections (%d)", s.accepts);
+        tls_end(&t);
     }
     {
         /* https: a server that accepts and never answers the handshake: the connect timeout
