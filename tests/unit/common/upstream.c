@@ -1123,6 +1123,31 @@ main(void)
         tls_end(&t);
     }
     {
+        /* an early answer while a large body is still going out, then a close with the body
+         * unread (a reset): plain and https both deliver the answer, not a broken write */
+        static const struct step steps[] = {
+            {ACCEPT, NULL},
+            {WRITE, "HTTP/1.1 403 Forbidden\r\nContent-Length: 7\r\nConnection: close\r\n\r\ndenied!"},
+            {CLOSE, NULL},
+            {END, NULL}};
+        struct caller c = {.gen_len = 8 * 1024 * 1024}, c2 = {.gen_len = 8 * 1024 * 1024};
+        struct tls_case t;
+
+        store_start(&s, steps, &th);
+        up = make_upstream(s.port);
+        run(&c, "PUT", "/b/k", c.gen_len);
+        ok(c.done && c.err == NULL && c.status == 403 && c.body_len == 7,
+           "early answer to a large PUT, then a reset: 403 delivered (err %s)", c.err ? c.err : "none");
+        store_stop(&s, th);
+        upstream_destroy(up);
+        tls_begin(&t, &s, steps, &th);
+        run(&c2, "PUT", "/b/k", c2.gen_len);
+        ok(c2.done && c2.err == NULL && c2.status == 403 && c2.body_len == 7,
+           "https: early answer to a large PUT, then a reset: 403 delivered (err %s)", c2.err ? c2.err : "none");
+        store_stop(&s, th);
+        tls_end(&t);
+    }
+    {
         /* https: a server that accepts and never answers the handshake: the connect timeout
          * covers the handshake */
         static const struct step steps[] = {{ACCEPT_TCP, NULL}, {READ_EOF, NULL}, {END, NULL}};
