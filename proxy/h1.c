@@ -3,8 +3,11 @@
  *
  *   READ_HEAD --head ok--> BODY --------------body done--> WAIT_RESP --send_end--> READ_HEAD
  *       |                   |  (req_body / req_body_end)       |
- *       |                   +--send_end before body done--> DISCARD (small rest) or close
+ *       |                   +--send_end before body done--> DISCARD (small rest) or CLOSING
  *       +--parse error / timeout / limit--> error response, CLOSING
+ *
+ *   CLOSING --flushed, body all read--> close
+ *           --flushed, body may still come--> LINGER --client's EOF / quiet / time up--> close
  *
  * Request bodies are framed here (Content-Length or chunked) and handed to the req as they
  * arrive; the req pauses us when its buffer towards the store is full. Responses are
@@ -13,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include <event2/buffer.h>
@@ -35,6 +39,10 @@
 #define H1_DISCARD_LIMIT (1024 * 1024)
 #define H1_TOPUP (128 * 1024) /* body bytes read at once on a plain socket (top_up_body) */
 #define H1_TOPUPS 4           /* reads per turn, so one fast upload cannot starve the others */
+/* Lingering close: after an answer on a connection whose request body is still coming, read
+ * and drop until the client closes, is quiet this long, or this much time has passed. */
+#define H1_LINGER_QUIET_MS 2000
+#define H1_LINGER_MAX_MS 10000
 
 enum h1_state {
     H1_READ_HEAD = 0, /* waiting for / parsing a request head */
@@ -42,6 +50,7 @@ enum h1_state {
     H1_WAIT_RESP,     /* body done, response still coming */
     H1_DISCARD,       /* response done, dropping the rest of the body */
     H1_CLOSING,       /* flushing the last bytes, then close */
+    H1_LINGER,        /* answered and flushed; dropping what the client still sends */
 };
 
 struct h1_conn {
@@ -64,6 +73,8 @@ struct h1_conn {
     int head_clock;              /* header timer runs from the first byte (not idle) */
     int resp_started;            /* a response head was written for the current request */
     int64_t rate_start_ms;       /* client_body_min_rate window start; 0 = not running */
+    int linger;                  /* CLOSING: the client may still be sending (LINGER next) */
+    int64_t linger_end_ms;       /* H1_LINGER: close by then, whatever the client does */
     int64_t rate_bytes;          /* body bytes read in that window */
     struct event *timer;         /* idle / header timeout (owned) */
     struct event *next_ev;       /* parses a pipelined request outside callbacks (owned) */
@@ -176,17 +187,83 @@ h1_close(struct h1_conn *h)
     conn_close(h->c);
 }
 
+static int64_t
+now_ms(const struct h1_conn *h)
+{
+    struct timeval tv;
+
+    event_base_gettimeofday_cached(h->c->w->evb, &tv);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/*
+ * The answer is out but the client may still be sending its body. Closing now, with its
+ * bytes unread, makes the kernel answer them with a reset, and a client that gets the reset
+ * before it has read our answer (lost segments, or a stack that drops unread data on a
+ * reset) sees "connection reset" instead of our 403 or 503. So: send our FIN (plain TCP),
+ * then read and drop until the client closes, goes quiet, or H1_LINGER_MAX_MS has passed.
+ */
+static void
+h1_linger(struct h1_conn *h)
+{
+    struct bufferevent *bev = h->c->bev;
+
+    h->state = H1_LINGER;
+    if (!h->c->tls) {
+        /* on TLS the answer said Connection: close; a FIN under OpenSSL would cut its
+         * close_notify short */
+        (void)shutdown(bufferevent_getfd(bev), SHUT_WR);
+    }
+    evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+    bufferevent_set_timeouts(bev, NULL, NULL);
+    h->paused = 0;
+    bufferevent_enable(bev, EV_READ);
+    h->linger_end_ms = now_ms(h) + H1_LINGER_MAX_MS;
+    set_timer(h, H1_LINGER_QUIET_MS);
+}
+
+/* Read and dropped while lingering; the quiet timer starts again, up to the end. */
+static void
+h1_linger_read(struct h1_conn *h)
+{
+    struct evbuffer *in = bufferevent_get_input(h->c->bev);
+    int64_t left = h->linger_end_ms - now_ms(h);
+
+    evbuffer_drain(in, evbuffer_get_length(in));
+    if (left <= 0) {
+        log_info("h1", "client %s still sending %d ms after its answer; closing", h->c->peer,
+                 H1_LINGER_MAX_MS);
+        h1_close(h);
+        return;
+    }
+    set_timer(h, left < H1_LINGER_QUIET_MS ? left : H1_LINGER_QUIET_MS);
+}
+
+/* The last bytes are out: close, or linger if the client may still be sending. */
+static void
+h1_flushed(struct h1_conn *h)
+{
+    if (h->linger) {
+        h1_linger(h);
+    } else {
+        h1_close(h);
+    }
+}
+
 /* Closes once the output buffer is flushed. */
 static void
 h1_close_after_flush(struct h1_conn *h)
 {
     conn_push(h->c);
+    /* bytes waiting, or a body not all read (a head was parsed: BODY, DISCARD) */
+    h->linger = evbuffer_get_length(bufferevent_get_input(h->c->bev)) > 0 ||
+                ((h->state == H1_BODY || h->state == H1_DISCARD) && !h->body_done);
     h->state = H1_CLOSING;
     h->keep_alive = 0;
     bufferevent_disable(h->c->bev, EV_READ);
     evtimer_del(h->timer);
     if (evbuffer_get_length(bufferevent_get_output(h->c->bev)) == 0) {
-        h1_close(h);
+        h1_flushed(h);
     } else {
         /* a client that never reads must not hold us forever */
         set_timer(h, h->c->w->cf->client_send_timeout_ms);
@@ -607,14 +684,12 @@ static int
 body_rate_ok(struct h1_conn *h, size_t n)
 {
     const struct proxy_conf *cf = h->c->w->cf;
-    struct timeval tv;
     int64_t now, elapsed;
 
     if (cf->client_body_min_rate <= 0 || cf->client_body_timeout_ms <= 0) {
         return 1;
     }
-    event_base_gettimeofday_cached(h->c->w->evb, &tv);
-    now = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    now = now_ms(h);
     if (h->rate_start_ms == 0) {
         h->rate_start_ms = now;
         h->rate_bytes = 0;
@@ -837,6 +912,9 @@ h1_process(struct h1_conn *h)
     case H1_CLOSING:
         /* pipelined bytes wait in the input (bounded by the read watermark) */
         break;
+    case H1_LINGER:
+        h1_linger_read(h);
+        break;
     }
 }
 
@@ -856,7 +934,7 @@ h1_write_cb(struct bufferevent *bev, void *arg)
 
     conn_write_idle(h->c); /* back to conn_push's direct writes once empty */
     if (h->state == H1_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-        h1_close(h);
+        h1_flushed(h);
         return;
     }
     if (h->req != NULL) {
@@ -911,7 +989,7 @@ h1_conn_drain(struct conn *c)
     struct h1_conn *h = c->h1;
 
     if ((h->state == H1_READ_HEAD && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) ||
-        h->state == H1_DISCARD) {
+        h->state == H1_DISCARD || h->state == H1_LINGER) {
         /* idle, or only dropping the rest of an answered request's body */
         h1_close(h);
     } else {

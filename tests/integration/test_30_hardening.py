@@ -418,6 +418,45 @@ def test_refused_upload_then_stall(make_proxy, pbucket, store_s3):
     served(p, pbucket)
 
 
+def _send_for(conn, seconds, chunk=b"L" * 65536):
+    """Sends CHUNK over and over for SECONDS; the exception that stopped it, else None."""
+    end = time.monotonic() + seconds
+    try:
+        while time.monotonic() < end:
+            conn.sock.sendall(chunk)
+    except OSError as e:
+        return e
+    return None
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_refused_large_upload_lingers(make_proxy, pbucket, store_s3, tls):
+    """An upload refused early (bad signature) with more body to come than is read to keep
+    the connection: after the 403 the proxy closes its side but goes on reading and dropping
+    what the client still sends, so the client's sends are not answered by a reset (which
+    can destroy the 403 before the client reads it). It closes after 2 s of quiet."""
+    p = make_proxy(clients=[(*CLIENT, "*")], client_idle_timeout="30s")
+    c = client(p, tls=tls).with_keys(CLIENT[0], CLIENT[1] + "wrong")
+    body = s3util.payload(8 * 1024 * 1024, seed=16)
+    data = c.raw("PUT", f"/{pbucket}/linger", body=body)
+    conn = c.connect()
+    conn.send(data[:len(data) - 6 * 1024 * 1024])
+    assert_error(conn.read_response("PUT", timeout=5), 403, "SignatureDoesNotMatch")
+    conn.send(data[len(data) - 6 * 1024 * 1024:])   # the rest of the declared body
+    err = _send_for(conn, 1.0)                      # and more: a client that has not looked
+    assert err is None, f"the proxy reset the connection while the client sent: {err!r}"
+    if not tls:
+        # our FIN came after the answer: the client sees the end of the stream
+        assert conn.closed_within(1.0)
+    # quiet now: the proxy closes within its 2 s, and further sends meet a reset
+    time.sleep(3.5)
+    assert _send_for(conn, 2.0) is not None, "the proxy still held the connection"
+    conn.close()
+    assert at_store(store_s3, pbucket, "linger") is None
+    served(p, pbucket)
+
+
 @pytest.mark.timeout(60)
 def test_idle_connections_closed(make_proxy, pbucket):
     """A kept-alive connection idle for client_idle_timeout (2s) is closed; so is one that
