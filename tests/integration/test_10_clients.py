@@ -86,7 +86,7 @@ def test_put_get_head_delete(proxy, make_client, store_s3, bucket, tmp_path, nam
             assert {k: h.meta.get(k) for k in meta} == meta, h
 
     assert o.list(bucket) == sorted(objects)
-    puts = log.wait_for(op="PutObject")
+    puts = log.wait_for(op="PutObject", minimum=2)
     assert len(puts) >= 2 and all(e["status"] == 200 for e in puts), puts
     big = [e for e in puts if e["key"] == "dir/data.bin"]
     # the body as the client sent it: plain, or aws-chunked framing around the bytes
@@ -130,6 +130,6 @@ def test_ranged_get(proxy, make_client, store_s3, bucket, tmp_path, name, scheme
         assert status in (416, 0), status
     else:
         assert status == 416
-    gets = log.wait_for(method="GET", key="r")
+    gets = log.wait_for(method="GET", key="r", minimum=len(cases) + 1)
     statuses = [e["status"] for e in gets]
     assert statuses.count(206) >= len(cases) and statuses[-1] == 416, statuses

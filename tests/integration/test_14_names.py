@@ -130,7 +130,7 @@ def test_special_keys_api(proxy, make_client, store_s3, bucket, name, scheme):
         assert out["get"] == {k: True for k in keys}
         assert out["head"] == {k: len(body_of(k)) for k in keys}
         assert sorted(out["list"]) == sorted(keys * 2)      # v2 and v1 listings
-    entries = log.wait_for(method="PUT")
+    entries = log.wait_for(method="PUT", minimum=len(keys))
     assert sorted(e["key"] for e in entries) == sorted(keys)   # the proxy read them right
     assert {e["status"] for e in log.entries()} == {200}
     code = f"for k in {keys!r}:\n    s3.delete_object(Bucket={bucket!r}, Key=k)\n"

@@ -64,7 +64,7 @@ def test_presigned_get_put_with_curl(proxy, make_client, store_s3, bucket, tmp_p
         r = curl.request("GET", path_of(get_url, ep), out=out, sign=False)
         assert r.status == 200 and bigdata.sha256_file(out) == digest, r
         assert r.headers["etag"].strip('"') == hashlib.md5(body).hexdigest()
-    entries = log.wait_for(method="GET")
+    entries = log.wait_for(method="GET", minimum=len(KEYS))
     assert sorted(e["key"] for e in entries) == sorted(KEYS)
     assert {e["status"] for e in log.entries()} == {200}
 

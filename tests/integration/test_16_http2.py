@@ -65,7 +65,7 @@ def test_curl_h2_put_get_list(proxy, store_s3, bucket, obj20, tmp_path, scheme):
     r = curl.request("HEAD", f"/{bucket}/h2/nope", extra=h2 + ["-I"])
     assert (r.status, r.http_version) == (404, "2"), r
 
-    entries = log.wait_for(bucket=bucket)
+    entries = log.wait_for(bucket=bucket, minimum=6)
     assert len(entries) == 6 and {e["proto"] for e in entries} == {"HTTP/2"}, entries
     assert [e["status"] for e in entries] == [200, 200, 200, 206, 200, 404]
     assert entries[2]["bytes_out"] == 20 * MIB
