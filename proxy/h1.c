@@ -73,9 +73,9 @@ struct h1_conn {
     int head_clock;              /* header timer runs from the first byte (not idle) */
     int resp_started;            /* a response head was written for the current request */
     int64_t rate_start_ms;       /* client_body_min_rate window start; 0 = not running */
+    int64_t rate_bytes;          /* body bytes read in that window */
     int linger;                  /* CLOSING: the client may still be sending (LINGER next) */
     int64_t linger_end_ms;       /* H1_LINGER: close by then, whatever the client does */
-    int64_t rate_bytes;          /* body bytes read in that window */
     struct event *timer;         /* idle / header timeout (owned) */
     struct event *next_ev;       /* parses a pipelined request outside callbacks (owned) */
 };
@@ -187,13 +187,21 @@ h1_close(struct h1_conn *h)
     conn_close(h->c);
 }
 
-static int64_t
-now_ms(const struct h1_conn *h)
+/* Read and dropped while lingering; the quiet timer starts again, up to the end. */
+static void
+h1_linger_read(struct h1_conn *h)
 {
-    struct timeval tv;
+    struct evbuffer *in = bufferevent_get_input(h->c->bev);
+    int64_t left = h->linger_end_ms - worker_now_ms(h->c->w);
 
-    event_base_gettimeofday_cached(h->c->w->evb, &tv);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    evbuffer_drain(in, evbuffer_get_length(in));
+    if (left <= 0) {
+        log_info("h1", "client %s still sending %d ms after its answer; closing", h->c->peer,
+                 H1_LINGER_MAX_MS);
+        h1_close(h);
+        return;
+    }
+    set_timer(h, left < H1_LINGER_QUIET_MS ? left : H1_LINGER_QUIET_MS);
 }
 
 /*
@@ -214,29 +222,11 @@ h1_linger(struct h1_conn *h)
          * close_notify short */
         (void)shutdown(bufferevent_getfd(bev), SHUT_WR);
     }
-    evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
     bufferevent_set_timeouts(bev, NULL, NULL);
     h->paused = 0;
     bufferevent_enable(bev, EV_READ);
-    h->linger_end_ms = now_ms(h) + H1_LINGER_MAX_MS;
-    set_timer(h, H1_LINGER_QUIET_MS);
-}
-
-/* Read and dropped while lingering; the quiet timer starts again, up to the end. */
-static void
-h1_linger_read(struct h1_conn *h)
-{
-    struct evbuffer *in = bufferevent_get_input(h->c->bev);
-    int64_t left = h->linger_end_ms - now_ms(h);
-
-    evbuffer_drain(in, evbuffer_get_length(in));
-    if (left <= 0) {
-        log_info("h1", "client %s still sending %d ms after its answer; closing", h->c->peer,
-                 H1_LINGER_MAX_MS);
-        h1_close(h);
-        return;
-    }
-    set_timer(h, left < H1_LINGER_QUIET_MS ? left : H1_LINGER_QUIET_MS);
+    h->linger_end_ms = worker_now_ms(h->c->w) + H1_LINGER_MAX_MS;
+    h1_linger_read(h); /* what already waits in the input, and the quiet timer */
 }
 
 /* The last bytes are out: close, or linger if the client may still be sending. */
@@ -689,7 +679,7 @@ body_rate_ok(struct h1_conn *h, size_t n)
     if (cf->client_body_min_rate <= 0 || cf->client_body_timeout_ms <= 0) {
         return 1;
     }
-    now = now_ms(h);
+    now = worker_now_ms(h->c->w);
     if (h->rate_start_ms == 0) {
         h->rate_start_ms = now;
         h->rate_bytes = 0;

@@ -185,15 +185,6 @@ ms_to_tv(int64_t ms)
     return tv;
 }
 
-static int64_t
-now_ms(struct h2_conn *h)
-{
-    struct timeval tv;
-
-    event_base_gettimeofday_cached(h->c->w->evb, &tv);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 /* Sends from a fresh loop turn: callers are usually inside a req or nghttp2 callback. */
 static void
 pump_later(struct h2_conn *h)
@@ -374,7 +365,7 @@ count_reset(struct h2_conn *h, const char *what)
     uint32_t per_min = cf->h2_max_resets_per_minute > 0 ? (uint32_t)cf->h2_max_resets_per_minute
                                                         : 1000;
 
-    if (h->calmed || !rate_hit(&h->resets, now_ms(h), per_sec, per_min)) {
+    if (h->calmed || !rate_hit(&h->resets, worker_now_ms(h->c->w), per_sec, per_min)) {
         return;
     }
     h->calmed = 1;
@@ -1000,7 +991,7 @@ static int
 body_rate_ok(struct h2_stream *s, size_t n)
 {
     const struct proxy_conf *cf = s->h->c->w->cf;
-    int64_t now = now_ms(s->h), elapsed;
+    int64_t now = worker_now_ms(s->h->c->w), elapsed;
 
     if (cf->client_body_min_rate <= 0 || cf->client_body_timeout_ms <= 0) {
         return 1;
@@ -1036,7 +1027,7 @@ body_too_slow(struct h2_stream *s)
     log_info("h2", "%s: stream %d sent its request body below client_body_min_rate (%lld "
                    "bytes in %lld ms)",
              s->h->c->peer, s->id, (long long)s->rate_bytes,
-             (long long)(now_ms(s->h) - s->rate_start_ms));
+             (long long)(worker_now_ms(s->h->c->w) - s->rate_start_ms));
     release_req(s);
     req_client_gone(r);
     if (s->head_sent) {

@@ -9,13 +9,14 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/time.h>
 
+#include <event2/event.h>
 #include <openssl/ssl.h>
 
 #include "proxy/conf.h"
 #include "signing/sigv4.h"
 
-struct event_base;
 struct event;
 struct evconnlistener;
 struct upstream;
@@ -57,6 +58,16 @@ struct server {
 struct proxy_conf *server_conf(struct server *srv);
 /* Makes a fresh request id "<boot><worker><counter>" (17 chars + NUL) in OUT. */
 void worker_request_id(struct worker *w, char out[24]);
+/* The loop's cached time in milliseconds (one clock read per loop turn), for timeouts and
+ * rates measured on this worker. Inline: it runs for every body read. */
+static inline int64_t
+worker_now_ms(struct worker *w)
+{
+    struct timeval tv;
+
+    event_base_gettimeofday_cached(w->evb, &tv);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
 /* Connection bookkeeping used by conn.c. */
 void worker_conn_added(struct worker *w, struct conn *c);
 void worker_conn_removed(struct worker *w, struct conn *c);
